@@ -1,0 +1,11 @@
+// PLACEHOLDER: replaced by the component that implements this command.
+#include <cstdio>
+
+#include "cli/commands.h"
+
+namespace tr::cli {
+int cmd_render(int, char**) {
+  std::fprintf(stderr, "talkrender: 'render' is not built yet\n");
+  return 3;
+}
+}  // namespace tr::cli

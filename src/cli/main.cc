@@ -1,0 +1,62 @@
+// talkrender: speech audio + avatar package -> lip-synced talking-head video.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "cli/commands.h"
+#include "common/interrupt.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(int, char**);
+};
+
+// The one table of subcommands: names, help and dispatch.
+constexpr Command kCommands[] = {
+    {"render", "render an avatar package + speech to MP4 or an image sequence",
+     tr::cli::cmd_render},
+    {"inspect", "describe an avatar package: frames, size, rects, models", tr::cli::cmd_inspect},
+    {"demo", "make a synthetic package with seeded models and render it (no data needed)",
+     tr::cli::cmd_demo},
+    {"bench", "pipeline benchmark: the batch x workers table", tr::cli::cmd_bench},
+    {"infer", "run an ONNX model on .npy inputs", tr::cli::cmd_infer},
+    {"infer-bench", "time a model's inference at several batch sizes", tr::cli::cmd_infer_bench},
+    {"mel", "audio file -> normalised mel spectrogram [80, T] (.npy)", tr::cli::cmd_mel},
+    {"features", "audio file -> padded audio-encoder features [n+2, 512] (.npy)",
+     tr::cli::cmd_features},
+};
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "talkrender: lip-synced talking-head video from speech audio\n\n"
+               "usage: talkrender <command> [options]   (talkrender <command> --help)\n\n"
+               "commands:\n");
+  for (const auto& c : kCommands) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
+  std::fprintf(out,
+               "\nexit codes: 0 ok, 2 bad input or usage, 3 runtime or I/O failure, "
+               "130 interrupted\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    std::printf("talkrender 0.1.0\n");
+    return 0;
+  }
+  tr::install_interrupt_handlers();
+  for (const auto& c : kCommands) {
+    if (std::string(argv[1]) == c.name) return c.run(argc - 1, argv + 1);
+  }
+  std::fprintf(stderr, "talkrender: unknown command '%s'\n\n", argv[1]);
+  usage(stderr);
+  return 2;
+}
