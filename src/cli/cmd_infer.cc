@@ -1,11 +1,79 @@
-// PLACEHOLDER: replaced by the component that implements this command.
+// talkrender infer --model M.onnx --input NAME=FILE.npy [--input ...] --out OUT.npy
+//                  [--backend ref|cpu] [--threads N]
+// Runs a model once on .npy inputs and writes its first output (atomically).
+#include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
+#include "common/npy.h"
+#include "nn/nn.h"
 
 namespace tr::cli {
-int cmd_infer(int, char**) {
-  std::fprintf(stderr, "talkrender: 'infer' is not built yet\n");
-  return 3;
+namespace {
+
+int fail(const Error& e) {
+  std::fprintf(stderr, "talkrender infer: %s\n", e.message.c_str());
+  return e.exit_code();
 }
+
+}  // namespace
+
+int cmd_infer(int argc, char** argv) {
+  CLI::App app{"Run an ONNX model on .npy inputs and write its first output as .npy.",
+               "talkrender infer"};
+  std::string model_path, out_path, backend = "cpu";
+  std::vector<std::string> input_specs;
+  int threads = 0;
+  app.add_option("--model", model_path, "the .onnx model")->required();
+  app.add_option("--input", input_specs, "NAME=FILE.npy, once per model input")->required();
+  app.add_option("--out", out_path, "where to write the first output (.npy)")->required();
+  app.add_option("--backend", backend, "ref or cpu")->capture_default_str();
+  app.add_option("--threads", threads, "runtime threads (0 = one per core)")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (threads < 0) return fail(BadInput("--threads must be >= 0"));
+  auto backend_kind = nn::parse_backend(backend);
+  if (!backend_kind.ok()) return fail(backend_kind.error());
+
+  auto model = nn::Model::load(model_path);
+  if (!model.ok()) return fail(model.error());
+
+  std::vector<nn::NamedTensor> inputs;
+  for (const std::string& spec : input_specs) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+      return fail(BadInput("--input '" + spec + "' must be NAME=FILE.npy"));
+    }
+    const std::string name = spec.substr(0, eq), file = spec.substr(eq + 1);
+    bool known = false;
+    for (const auto& info : (*model)->inputs()) known = known || info.name == name;
+    if (!known) {
+      std::string names;
+      for (const auto& info : (*model)->inputs()) names += (names.empty() ? "" : ", ") + info.name;
+      return fail(
+          BadInput(model_path + ": the model has no input '" + name + "' (inputs: " + names + ")"));
+    }
+    auto t = read_npy(file);
+    if (!t.ok()) return fail(BadInput(t.error().message));
+    inputs.emplace_back(name, std::move(*t));
+  }
+
+  nn::SessionOptions opts;
+  opts.backend = *backend_kind;
+  opts.threads = threads;
+  auto session = nn::Session::create(*model, opts);
+  if (!session.ok()) return fail(session.error());
+  auto outputs = (*session)->run(inputs);
+  if (!outputs.ok()) return fail(outputs.error());
+  if (outputs->empty()) return fail(RuntimeError(model_path + ": the model produced no output"));
+  Status st = write_npy(out_path, (*outputs)[0]);
+  if (!st.ok()) return fail(st.error());
+  return 0;
+}
+
 }  // namespace tr::cli

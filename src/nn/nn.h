@@ -46,6 +46,7 @@ class Model {
   const std::vector<TensorInfo>& inputs() const;
   const std::vector<TensorInfo>& outputs() const;
   const Graph& graph() const;
+  const LoadOptions& load_options() const;
 
   struct Impl;
   explicit Model(std::unique_ptr<Impl> impl);

@@ -1,0 +1,59 @@
+// Output sinks for rendered frames: an MP4 file (H.264 + AAC) or an image sequence.
+//
+// Contract for every writer: frames (CV_8UC3 BGR, all the size given at creation) are
+// pushed in order by ONE thread; output goes to a temporary name next to the target and is
+// renamed into place only by finish(); abort() or destroying an unfinished writer removes
+// the temporary output. After finish() or abort() no more calls are allowed.
+#pragma once
+
+#include <memory>
+#include <opencv2/core.hpp>
+#include <string>
+
+#include "common/status.h"
+
+namespace tr::io {
+
+class FrameWriter {
+ public:
+  virtual ~FrameWriter() = default;
+  virtual Status write_frame(const cv::Mat& bgr) = 0;
+  virtual Status finish() = 0;
+  virtual void abort() = 0;
+  virtual int64_t frames_written() const = 0;
+};
+
+struct Mp4Options {
+  int width = 0, height = 0;      // required, even numbers (yuv420p)
+  int fps_num = 25, fps_den = 1;  // use the package's fps
+  int crf = 20;
+  std::string preset = "veryfast";
+  int threads = 0;         // x264 threads; 0 = sized to the machine
+  std::string audio_path;  // any format FFmpeg reads; empty = no audio track
+  int audio_bitrate = 128000;
+};
+
+// Audio is decoded and resampled as needed, AAC-encoded and muxed interleaved while frames
+// arrive; at finish() it is trimmed or padded with silence to the video's duration.
+Result<std::unique_ptr<FrameWriter>> create_mp4_writer(const std::string& path,
+                                                       const Mp4Options& opts);
+
+enum class ImageFormat { kPng, kJpg };
+struct ImageSequenceOptions {
+  ImageFormat format = ImageFormat::kPng;
+  int jpeg_quality = 95;
+  int png_compression = 1;  // zlib level 0..9; PNG is lossless at every level
+};
+
+// Writes DIR/frame_000000.png, frame_000001.png, ... into a temporary sibling directory
+// that finish() renames to DIR (DIR must not exist yet, or be an empty directory).
+Result<std::unique_ptr<FrameWriter>> create_image_sequence_writer(
+    const std::string& dir, const ImageSequenceOptions& opts = {});
+
+// Picks by the path: a trailing '/' or an existing directory -> image sequence (PNG, or JPEG
+// when `image_ext` is "jpg"); otherwise an MP4 file.
+Result<std::unique_ptr<FrameWriter>> create_frame_writer(const std::string& out_path,
+                                                         const Mp4Options& mp4,
+                                                         const std::string& image_ext = "png");
+
+}  // namespace tr::io

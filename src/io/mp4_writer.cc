@@ -1,0 +1,427 @@
+// MP4 output: H.264 (libx264, yuv420p) + AAC audio, muxed interleaved with +faststart.
+//
+// Audio is pulled from the input file as video frames arrive (so memory stays bounded and
+// the file is interleaved): after video frame i, audio is encoded up to the end time of that
+// frame. finish() trims the audio at the video's duration or pads it with silence.
+#include <cmath>
+#include <cstdio>
+
+#include "common/files.h"
+#include "io/av_util.h"
+#include "io/frame_writer.h"
+#include "io/video_reader.h"
+
+namespace tr::io {
+namespace {
+
+// Decodes an audio file and resamples it to the encoder's format, rate and layout.
+class AudioSource {
+ public:
+  Status open(const std::string& path, int out_rate, const AVChannelLayout& out_layout,
+              AVSampleFormat out_fmt) {
+    path_ = path;
+    AVFormatContext* raw = nullptr;
+    int rc = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);
+    if (rc < 0) {
+      if (rc == AVERROR(ENOENT)) return BadInput(path + ": audio file not found");
+      return BadInput(path + ": cannot open audio: " + av::err_str(rc));
+    }
+    fmt_.reset(raw);
+    rc = avformat_find_stream_info(raw, nullptr);
+    if (rc < 0) return BadInput(path + ": cannot read stream info: " + av::err_str(rc));
+    const AVCodec* codec = nullptr;
+    stream_ = av_find_best_stream(raw, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
+    if (stream_ < 0 || !codec) return BadInput(path + ": no decodable audio stream");
+    dec_.reset(avcodec_alloc_context3(codec));
+    if (!dec_) return RuntimeError(path + ": out of memory");
+    rc = avcodec_parameters_to_context(dec_.get(), raw->streams[stream_]->codecpar);
+    if (rc < 0) return BadInput(path + ": bad audio parameters: " + av::err_str(rc));
+    dec_->pkt_timebase = raw->streams[stream_]->time_base;
+    rc = avcodec_open2(dec_.get(), codec, nullptr);
+    if (rc < 0) return BadInput(path + ": cannot open audio decoder: " + av::err_str(rc));
+    if (dec_->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC)
+      av_channel_layout_default(&dec_->ch_layout, dec_->ch_layout.nb_channels);
+    SwrContext* swr = nullptr;
+    // FFmpeg 5.1 takes the layouts as non-const pointers but does not modify them.
+    rc = swr_alloc_set_opts2(&swr, const_cast<AVChannelLayout*>(&out_layout), out_fmt, out_rate,
+                             &dec_->ch_layout, dec_->sample_fmt, dec_->sample_rate, 0, nullptr);
+    if (rc < 0 || !swr) return RuntimeError(path + ": cannot set up resampler");
+    swr_.reset(swr);
+    rc = swr_init(swr);
+    if (rc < 0) return RuntimeError(path + ": cannot set up resampler: " + av::err_str(rc));
+    pkt_.reset(av_packet_alloc());
+    frame_.reset(av_frame_alloc());
+    fifo_ = av_audio_fifo_alloc(out_fmt, out_layout.nb_channels, 4096);
+    if (!pkt_ || !frame_ || !fifo_) return RuntimeError(path + ": out of memory");
+    return Status::Ok();
+  }
+  ~AudioSource() {
+    if (fifo_) av_audio_fifo_free(fifo_);
+  }
+
+  AVAudioFifo* fifo() { return fifo_; }
+  bool exhausted() const { return done_; }
+
+  // Decodes until the FIFO holds at least `samples` or the input ends.
+  Status fill(int samples) {
+    while (!done_ && av_audio_fifo_size(fifo_) < samples) TR_RETURN_IF_ERROR(decode_some());
+    return Status::Ok();
+  }
+
+ private:
+  Status decode_some() {
+    int rc = avcodec_receive_frame(dec_.get(), frame_.get());
+    if (rc == 0) {
+      Status s = push_resampled(frame_.get());
+      av_frame_unref(frame_.get());
+      return s;
+    }
+    if (rc == AVERROR_EOF) {
+      // Drain what the resampler still holds.
+      TR_RETURN_IF_ERROR(push_resampled(nullptr));
+      done_ = true;
+      return Status::Ok();
+    }
+    if (rc != AVERROR(EAGAIN))
+      return BadInput(path_ + ": audio decoding failed: " + av::err_str(rc));
+    for (;;) {
+      rc = av_read_frame(fmt_.get(), pkt_.get());
+      if (rc == AVERROR_EOF) {
+        avcodec_send_packet(dec_.get(), nullptr);
+        return Status::Ok();
+      }
+      if (rc < 0) return BadInput(path_ + ": audio read error: " + av::err_str(rc));
+      if (pkt_->stream_index != stream_) {
+        av_packet_unref(pkt_.get());
+        continue;
+      }
+      rc = avcodec_send_packet(dec_.get(), pkt_.get());
+      av_packet_unref(pkt_.get());
+      // A damaged audio packet is skipped (as the ffmpeg CLI does), not fatal.
+      if (rc < 0 && rc != AVERROR(EAGAIN) && rc != AVERROR_INVALIDDATA)
+        return BadInput(path_ + ": audio decoding failed: " + av::err_str(rc));
+      return Status::Ok();
+    }
+  }
+
+  Status push_resampled(const AVFrame* in) {
+    int max_out = swr_get_out_samples(swr_.get(), in ? in->nb_samples : 0);
+    if (max_out <= 0) return Status::Ok();
+    uint8_t** buf = nullptr;
+    int rc = av_samples_alloc_array_and_samples(&buf, nullptr, nb_channels(), max_out,
+                                                fifo_sample_fmt(), 0);
+    if (rc < 0) return RuntimeError(path_ + ": out of memory");
+    int got =
+        swr_convert(swr_.get(), buf, max_out, in ? (const uint8_t**)in->extended_data : nullptr,
+                    in ? in->nb_samples : 0);
+    Status s;
+    if (got < 0)
+      s = RuntimeError(path_ + ": resampling failed: " + av::err_str(got));
+    else if (got > 0 && av_audio_fifo_write(fifo_, (void**)buf, got) < got)
+      s = RuntimeError(path_ + ": out of memory");
+    av_freep(&buf[0]);
+    av_freep(&buf);
+    return s;
+  }
+
+  int nb_channels() const { return out_channels_; }
+  AVSampleFormat fifo_sample_fmt() const { return out_fmt_; }
+
+ public:
+  void set_output(int channels, AVSampleFormat fmt) {
+    out_channels_ = channels;
+    out_fmt_ = fmt;
+  }
+
+ private:
+  std::string path_;
+  av::FormatInputPtr fmt_;
+  av::CodecCtxPtr dec_;
+  av::SwrPtr swr_;
+  av::PacketPtr pkt_;
+  av::FramePtr frame_;
+  AVAudioFifo* fifo_ = nullptr;
+  int stream_ = -1;
+  bool done_ = false;
+  int out_channels_ = 2;
+  AVSampleFormat out_fmt_ = AV_SAMPLE_FMT_FLTP;
+};
+
+class Mp4Writer final : public FrameWriter {
+ public:
+  ~Mp4Writer() override { abort(); }
+
+  Status open(const std::string& path, const Mp4Options& o) {
+    av::quiet_logs();
+    path_ = path;
+    opts_ = o;
+    tmp_path_ = temp_path_for(path);
+    if (o.width <= 0 || o.height <= 0 || o.width % 2 || o.height % 2)
+      return BadInput(path + ": frame size " + std::to_string(o.width) + "x" +
+                      std::to_string(o.height) + " must be positive and even (yuv420p)");
+    if (o.fps_num <= 0 || o.fps_den <= 0) return BadInput(path + ": invalid frame rate");
+    if (o.crf < 0 || o.crf > 51) return BadInput(path + ": crf must be in 0..51");
+
+    int rc = avformat_alloc_output_context2(&out_, nullptr, "mp4", tmp_path_.c_str());
+    if (rc < 0 || !out_) return RuntimeError(path + ": cannot create MP4 muxer");
+    TR_RETURN_IF_ERROR(open_video());
+    if (!o.audio_path.empty()) TR_RETURN_IF_ERROR(open_audio());
+
+    rc = avio_open(&out_->pb, tmp_path_.c_str(), AVIO_FLAG_WRITE);
+    if (rc < 0) return RuntimeError(tmp_path_ + ": cannot create file: " + av::err_str(rc));
+    file_created_ = true;
+    AVDictionary* mux_opts = nullptr;
+    av_dict_set(&mux_opts, "movflags", "+faststart", 0);
+    rc = avformat_write_header(out_, &mux_opts);
+    av_dict_free(&mux_opts);
+    if (rc < 0) return RuntimeError(path + ": cannot write MP4 header: " + av::err_str(rc));
+    return Status::Ok();
+  }
+
+  Status write_frame(const cv::Mat& bgr) override {
+    if (closed_) return RuntimeError(path_ + ": write after finish/abort");
+    if (bgr.type() != CV_8UC3 || bgr.cols != opts_.width || bgr.rows != opts_.height)
+      return BadInput(path_ + ": frame " + std::to_string(frames_) + " is " +
+                      std::to_string(bgr.cols) + "x" + std::to_string(bgr.rows) +
+                      (bgr.type() == CV_8UC3 ? "" : " (not 8-bit BGR)") + ", expected " +
+                      std::to_string(opts_.width) + "x" + std::to_string(opts_.height) + " BGR");
+    int rc = av_frame_make_writable(yuv_.get());
+    if (rc < 0) return RuntimeError(path_ + ": out of memory");
+    // swscale may read a few bytes past the last row: stage frames that lack the slack.
+    const cv::Mat* src_mat = &bgr;
+    if (!has_padding(bgr, bgr.rows, bgr.cols)) {
+      bgr.copyTo(staging_);
+      src_mat = &staging_;
+    }
+    const uint8_t* src[4] = {src_mat->data, nullptr, nullptr, nullptr};
+    int src_stride[4] = {static_cast<int>(src_mat->step[0]), 0, 0, 0};
+    sws_scale(sws_.get(), src, src_stride, 0, bgr.rows, yuv_->data, yuv_->linesize);
+    yuv_->pts = frames_;
+    TR_RETURN_IF_ERROR(encode(venc_.get(), vstream_, yuv_.get()));
+    ++frames_;
+    if (aenc_) TR_RETURN_IF_ERROR(pump_audio(samples_at_frame(frames_), /*final=*/false));
+    return Status::Ok();
+  }
+
+  Status finish() override {
+    if (closed_) return RuntimeError(path_ + ": finish called twice or after abort");
+    Status s = finish_impl();
+    if (!s.ok()) {
+      abort();
+      return s;
+    }
+    closed_ = true;
+    return Status::Ok();
+  }
+
+  void abort() override {
+    if (closed_) return;
+    closed_ = true;
+    if (out_) {
+      if (out_->pb) avio_closep(&out_->pb);
+      avformat_free_context(out_);
+      out_ = nullptr;
+    }
+    if (file_created_) std::remove(tmp_path_.c_str());
+  }
+
+  int64_t frames_written() const override { return frames_; }
+
+ private:
+  Status open_video() {
+    const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
+    if (!codec) return RuntimeError("this FFmpeg build has no libx264 encoder");
+    venc_.reset(avcodec_alloc_context3(codec));
+    if (!venc_) return RuntimeError(path_ + ": out of memory");
+    AVCodecContext* c = venc_.get();
+    c->width = opts_.width;
+    c->height = opts_.height;
+    c->pix_fmt = AV_PIX_FMT_YUV420P;
+    c->time_base = AVRational{opts_.fps_den, opts_.fps_num};
+    c->framerate = AVRational{opts_.fps_num, opts_.fps_den};
+    // BGR -> YUV below uses swscale's default BT.601 limited-range matrix: tag it so.
+    c->colorspace = AVCOL_SPC_BT470BG;
+    c->color_range = AVCOL_RANGE_MPEG;
+    c->thread_count = opts_.threads;  // 0: x264 sizes its threads to the machine
+    if (out_->oformat->flags & AVFMT_GLOBALHEADER) c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    AVDictionary* enc_opts = nullptr;
+    av_dict_set(&enc_opts, "preset", opts_.preset.c_str(), 0);
+    av_dict_set_int(&enc_opts, "crf", opts_.crf, 0);
+    int rc = avcodec_open2(c, codec, &enc_opts);
+    av_dict_free(&enc_opts);
+    if (rc < 0)
+      return BadInput(path_ + ": cannot open the H.264 encoder (preset \"" + opts_.preset +
+                      "\"?): " + av::err_str(rc));
+    vstream_ = avformat_new_stream(out_, nullptr);
+    if (!vstream_) return RuntimeError(path_ + ": out of memory");
+    vstream_->time_base = c->time_base;
+    vstream_->avg_frame_rate = c->framerate;
+    rc = avcodec_parameters_from_context(vstream_->codecpar, c);
+    if (rc < 0) return RuntimeError(path_ + ": " + av::err_str(rc));
+
+    yuv_.reset(av_frame_alloc());
+    if (!yuv_) return RuntimeError(path_ + ": out of memory");
+    yuv_->format = AV_PIX_FMT_YUV420P;
+    yuv_->width = opts_.width;
+    yuv_->height = opts_.height;
+    yuv_->colorspace = c->colorspace;
+    yuv_->color_range = c->color_range;
+    if (av_frame_get_buffer(yuv_.get(), 0) < 0) return RuntimeError(path_ + ": out of memory");
+    sws_.reset(sws_getContext(opts_.width, opts_.height, AV_PIX_FMT_BGR24, opts_.width,
+                              opts_.height, AV_PIX_FMT_YUV420P, SWS_BICUBIC, nullptr, nullptr,
+                              nullptr));
+    if (!sws_) return RuntimeError(path_ + ": cannot set up BGR -> YUV conversion");
+    staging_ = allocate_bgr_frame(opts_.height, opts_.width);
+    return Status::Ok();
+  }
+
+  Status open_audio() {
+    const AVCodec* codec = avcodec_find_encoder(AV_CODEC_ID_AAC);
+    if (!codec) return RuntimeError("this FFmpeg build has no AAC encoder");
+    // Probe the input for its rate and channel count first.
+    int in_rate = 0, in_channels = 0;
+    {
+      AVFormatContext* probe = nullptr;
+      int rc = avformat_open_input(&probe, opts_.audio_path.c_str(), nullptr, nullptr);
+      if (rc < 0) {
+        if (rc == AVERROR(ENOENT)) return BadInput(opts_.audio_path + ": audio file not found");
+        return BadInput(opts_.audio_path + ": cannot open audio: " + av::err_str(rc));
+      }
+      av::FormatInputPtr guard(probe);
+      if (avformat_find_stream_info(probe, nullptr) < 0)
+        return BadInput(opts_.audio_path + ": cannot read stream info");
+      int si = av_find_best_stream(probe, AVMEDIA_TYPE_AUDIO, -1, -1, nullptr, 0);
+      if (si < 0) return BadInput(opts_.audio_path + ": no audio stream");
+      in_rate = probe->streams[si]->codecpar->sample_rate;
+      in_channels = probe->streams[si]->codecpar->ch_layout.nb_channels;
+    }
+    // Keep the input's rate when AAC supports it, else 48 kHz; mono stays mono.
+    int rate = 48000;
+    for (const int* r = codec->supported_samplerates; r && *r; ++r)
+      if (*r == in_rate) rate = in_rate;
+    int channels = in_channels == 1 ? 1 : 2;
+
+    aenc_.reset(avcodec_alloc_context3(codec));
+    if (!aenc_) return RuntimeError(path_ + ": out of memory");
+    AVCodecContext* c = aenc_.get();
+    c->sample_fmt = AV_SAMPLE_FMT_FLTP;
+    c->sample_rate = rate;
+    av_channel_layout_default(&c->ch_layout, channels);
+    c->bit_rate = opts_.audio_bitrate;
+    c->time_base = AVRational{1, rate};
+    if (out_->oformat->flags & AVFMT_GLOBALHEADER) c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    int rc = avcodec_open2(c, codec, nullptr);
+    if (rc < 0) return RuntimeError(path_ + ": cannot open the AAC encoder: " + av::err_str(rc));
+    astream_ = avformat_new_stream(out_, nullptr);
+    if (!astream_) return RuntimeError(path_ + ": out of memory");
+    astream_->time_base = c->time_base;
+    rc = avcodec_parameters_from_context(astream_->codecpar, c);
+    if (rc < 0) return RuntimeError(path_ + ": " + av::err_str(rc));
+
+    audio_ = std::make_unique<AudioSource>();
+    audio_->set_output(channels, c->sample_fmt);
+    TR_RETURN_IF_ERROR(audio_->open(opts_.audio_path, rate, c->ch_layout, c->sample_fmt));
+    aframe_.reset(av_frame_alloc());
+    if (!aframe_) return RuntimeError(path_ + ": out of memory");
+    return Status::Ok();
+  }
+
+  // Audio samples that cover video frames [0, n).
+  int64_t samples_at_frame(int64_t n) const {
+    return av_rescale(n * opts_.fps_den, aenc_->sample_rate, opts_.fps_num);
+  }
+
+  // Encodes audio up to `target` samples. Not final: only whole encoder frames that end at
+  // or before the target. Final: exactly `target` samples, silence after the input's end.
+  Status pump_audio(int64_t target, bool final) {
+    const int frame_size = aenc_->frame_size > 0 ? aenc_->frame_size : 1024;
+    for (;;) {
+      int64_t left = target - audio_samples_;
+      if (left <= 0) return Status::Ok();
+      int n = static_cast<int>(std::min<int64_t>(frame_size, left));
+      if (n < frame_size && !final) return Status::Ok();
+      TR_RETURN_IF_ERROR(audio_->fill(n));
+      AVAudioFifo* fifo = audio_->fifo();
+      aframe_->nb_samples = n;
+      aframe_->format = aenc_->sample_fmt;
+      aframe_->sample_rate = aenc_->sample_rate;
+      av_channel_layout_copy(&aframe_->ch_layout, &aenc_->ch_layout);
+      if (av_frame_get_buffer(aframe_.get(), 0) < 0) return RuntimeError(path_ + ": out of memory");
+      int got = av_audio_fifo_read(fifo, (void**)aframe_->data, n);
+      if (got < 0) got = 0;
+      if (got < n)  // input ended: pad with silence
+        av_samples_set_silence(aframe_->data, got, n - got, aenc_->ch_layout.nb_channels,
+                               aenc_->sample_fmt);
+      aframe_->pts = audio_samples_;
+      audio_samples_ += n;
+      Status s = encode(aenc_.get(), astream_, aframe_.get());
+      av_frame_unref(aframe_.get());
+      TR_RETURN_IF_ERROR(s);
+    }
+  }
+
+  // Sends a frame (or nullptr to flush) and muxes every packet that comes out.
+  Status encode(AVCodecContext* enc, AVStream* st, const AVFrame* frame) {
+    int rc = avcodec_send_frame(enc, frame);
+    if (rc < 0) return RuntimeError(path_ + ": encoding failed: " + av::err_str(rc));
+    for (;;) {
+      rc = avcodec_receive_packet(enc, pkt_.get());
+      if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return Status::Ok();
+      if (rc < 0) return RuntimeError(path_ + ": encoding failed: " + av::err_str(rc));
+      av_packet_rescale_ts(pkt_.get(), enc->time_base, st->time_base);
+      pkt_->stream_index = st->index;
+      rc = av_interleaved_write_frame(out_, pkt_.get());
+      if (rc < 0) return RuntimeError(tmp_path_ + ": write failed: " + av::err_str(rc));
+    }
+  }
+
+  Status finish_impl() {
+    if (frames_ == 0) return BadInput(path_ + ": no frames were written");
+    TR_RETURN_IF_ERROR(encode(venc_.get(), vstream_, nullptr));
+    if (aenc_) {
+      TR_RETURN_IF_ERROR(pump_audio(samples_at_frame(frames_), /*final=*/true));
+      TR_RETURN_IF_ERROR(encode(aenc_.get(), astream_, nullptr));
+    }
+    int rc = av_write_trailer(out_);
+    if (rc < 0) return RuntimeError(tmp_path_ + ": cannot finish MP4: " + av::err_str(rc));
+    rc = avio_closep(&out_->pb);
+    if (rc < 0) return RuntimeError(tmp_path_ + ": close failed: " + av::err_str(rc));
+    avformat_free_context(out_);
+    out_ = nullptr;
+    if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0)
+      return RuntimeError(path_ + ": cannot rename the finished file into place");
+    file_created_ = false;
+    return Status::Ok();
+  }
+
+  std::string path_, tmp_path_;
+  Mp4Options opts_;
+  AVFormatContext* out_ = nullptr;
+  bool file_created_ = false;
+  bool closed_ = false;
+  av::CodecCtxPtr venc_, aenc_;
+  AVStream* vstream_ = nullptr;
+  AVStream* astream_ = nullptr;
+  av::FramePtr yuv_, aframe_;
+  av::SwsPtr sws_;
+  cv::Mat staging_;  // padded copy of frames that have no slack after their last row
+  av::PacketPtr pkt_{av_packet_alloc()};
+  std::unique_ptr<AudioSource> audio_;
+  int64_t frames_ = 0;
+  int64_t audio_samples_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<FrameWriter>> create_mp4_writer(const std::string& path,
+                                                       const Mp4Options& opts) {
+  auto w = std::make_unique<Mp4Writer>();
+  Status s = w->open(path, opts);
+  if (!s.ok()) {
+    w->abort();
+    return s.error();
+  }
+  return std::unique_ptr<FrameWriter>(std::move(w));
+}
+
+}  // namespace tr::io

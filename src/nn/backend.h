@@ -1,0 +1,40 @@
+// The interface between the Graph and whatever executes it. Session picks a Backend,
+// compiles each (shape-inferred) graph once and runs the Executable many times.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "common/status.h"
+#include "common/tensor.h"
+#include "nn/graph.h"
+
+namespace tr::nn {
+
+class Executable {
+ public:
+  virtual ~Executable() = default;
+  // `inputs` follow Graph::inputs (same order, shapes and dtypes the graph was compiled
+  // for); returns Graph::outputs in order. Not thread-safe; one Executable per Session.
+  virtual Result<std::vector<Tensor>> run(const std::vector<Tensor>& inputs) = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  // `g` is optimised and shape-inferred with every shape concrete (batch included).
+  // The Executable may keep references into g's constant tensors (shared buffers) but not to
+  // g itself: the caller may destroy g after compile() returns.
+  // threads: 0 = one per core.
+  virtual Result<std::unique_ptr<Executable>> compile(const Graph& g, int threads) = 0;
+};
+
+// Plain loops, one kernel per op (src/nn/ref/): the correctness oracle.
+std::unique_ptr<Backend> make_reference_backend();
+// The optimised CPU backend (src/nn/cpu/, engineer nncpu). Defined there; the build defines
+// TR_NN_HAVE_CPU_BACKEND when src/nn/cpu/ has sources, otherwise Session falls back to the
+// reference backend for BackendKind::kCpu.
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace tr::nn

@@ -1,0 +1,120 @@
+// Model: import, load-time optimisation and validation; the public face of src/nn.
+#include <chrono>
+
+#include "common/files.h"
+#include "nn/graph.h"
+#include "nn/nn.h"
+#include "nn/onnx_import.h"
+#include "nn/ops/infer.h"
+#include "nn/passes/passes.h"
+
+namespace tr::nn {
+
+const char* backend_name(BackendKind b) {
+  switch (b) {
+    case BackendKind::kReference:
+      return "ref";
+    case BackendKind::kCpu:
+      return "cpu";
+    case BackendKind::kCuda:
+      return "cuda";
+  }
+  return "?";
+}
+
+Result<BackendKind> parse_backend(const std::string& s) {
+  if (s == "ref" || s == "reference") return BackendKind::kReference;
+  if (s == "cpu") return BackendKind::kCpu;
+  if (s == "cuda") return BackendKind::kCuda;
+  return BadInput("unknown backend '" + s + "' (ref, cpu or cuda)");
+}
+
+struct Model::Impl {
+  std::string name;
+  Graph graph;
+  std::vector<TensorInfo> inputs, outputs;
+  LoadOptions opts;
+};
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+const std::string& Model::name() const { return impl_->name; }
+const std::vector<TensorInfo>& Model::inputs() const { return impl_->inputs; }
+const std::vector<TensorInfo>& Model::outputs() const { return impl_->outputs; }
+const Graph& Model::graph() const { return impl_->graph; }
+const LoadOptions& Model::load_options() const { return impl_->opts; }
+
+namespace {
+
+// Output shapes with the dynamic dimensions marked -1: infer at two different sizes of
+// every dynamic input dimension (1 and 2) and mark what differs.
+Result<std::vector<Shape>> output_shapes(const Graph& g) {
+  std::vector<Shape> at[2];
+  bool any_dynamic = false;
+  for (int pass = 0; pass < 2; ++pass) {
+    Graph copy = g;
+    for (ValueId v : copy.inputs) {
+      Value& val = copy.values[v];
+      if (!val.shape_known) {
+        return BadInput(g.name + ": input '" + val.name + "' has no declared shape");
+      }
+      for (int64_t& d : val.shape) {
+        if (d < 0) {
+          d = pass + 1;
+          any_dynamic = true;
+        }
+      }
+    }
+    auto st = infer_shapes(copy);
+    if (!st.ok()) return st.error();
+    for (ValueId v : copy.outputs) at[pass].push_back(copy.values[v].shape);
+    if (!any_dynamic) {
+      at[1] = at[0];
+      break;
+    }
+  }
+  std::vector<Shape> out = at[0];
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (at[1][i].size() != out[i].size()) {
+      out[i].assign(out[i].size(), -1);
+      continue;
+    }
+    for (size_t d = 0; d < out[i].size(); ++d) {
+      if (at[1][i][d] != out[i][d]) out[i][d] = -1;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const Model>> Model::load_from_bytes(const std::string& bytes,
+                                                            const std::string& name,
+                                                            const LoadOptions& opts) {
+  TR_ASSIGN_OR_RETURN(Graph g, import_onnx(bytes, name));
+  if (opts.optimize) {
+    auto st = optimize_for_load(g);
+    if (!st.ok()) return BadInput(st.error().message);
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->name = name;
+  impl->opts = opts;
+  for (ValueId v : g.inputs) impl->inputs.push_back({g.values[v].name, g.values[v].shape});
+  // Validate the whole graph (ops, attributes, shapes) now, so a bad model fails at load
+  // and not at the first frame.
+  auto shapes = output_shapes(g);
+  if (!shapes.ok()) return BadInput(shapes.error().message);
+  for (size_t i = 0; i < g.outputs.size(); ++i) {
+    impl->outputs.push_back({g.values[g.outputs[i]].name, (*shapes)[i]});
+  }
+  impl->graph = std::move(g);
+  return std::shared_ptr<const Model>(std::make_shared<Model>(std::move(impl)));
+}
+
+Result<std::shared_ptr<const Model>> Model::load(const std::string& path, const LoadOptions& opts) {
+  auto bytes = read_file(path);
+  if (!bytes.ok()) return BadInput(bytes.error().message);
+  return load_from_bytes(*bytes, path, opts);
+}
+
+}  // namespace tr::nn

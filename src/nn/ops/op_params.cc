@@ -1,0 +1,393 @@
+#include "nn/ops/op_params.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace tr::nn {
+
+std::vector<int64_t> tensor_to_i64(const Tensor& t) {
+  std::vector<int64_t> out(static_cast<size_t>(t.numel()));
+  switch (t.dtype()) {
+    case DType::kInt64:
+      if (!out.empty()) std::memcpy(out.data(), t.raw(), out.size() * 8);
+      break;
+    case DType::kInt32:
+      for (size_t i = 0; i < out.size(); ++i) out[i] = t.data<int32_t>()[i];
+      break;
+    case DType::kFloat32:
+      for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<int64_t>(t.data<float>()[i]);
+      break;
+    case DType::kUint8:
+    case DType::kBool:
+      for (size_t i = 0; i < out.size(); ++i) out[i] = t.data<uint8_t>()[i];
+      break;
+    default:
+      out.clear();
+  }
+  return out;
+}
+
+Result<int64_t> normalize_axis(const Node& n, int64_t axis, int64_t rank) {
+  int64_t a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank) {
+    return BadInput(n.describe() + ": axis " + std::to_string(axis) + " is out of range for rank " +
+                    std::to_string(rank));
+  }
+  return a;
+}
+
+Result<ConvParams> conv_params(const Node& n, const Shape& x, const Shape& w) {
+  if (x.size() != 4 || w.size() != 4) {
+    return BadInput(n.describe() +
+                    ": only 2-D convolution (rank-4 input and weight) is "
+                    "supported; got input " +
+                    shape_str(x) + ", weight " + shape_str(w));
+  }
+  ConvParams p;
+  p.batch = x[0];
+  p.in_c = x[1];
+  p.in_h = x[2];
+  p.in_w = x[3];
+  p.out_c = w[0];
+  p.kernel_h = w[2];
+  p.kernel_w = w[3];
+  p.group = n.attr_int("group", 1);
+  if (p.group < 1 || p.in_c % p.group != 0 || p.out_c % p.group != 0 || w[1] * p.group != p.in_c) {
+    return BadInput(n.describe() + ": weight " + shape_str(w) + " and group " +
+                    std::to_string(p.group) + " do not match input channels " +
+                    std::to_string(p.in_c));
+  }
+  auto ks = n.attr_ints("kernel_shape", {p.kernel_h, p.kernel_w});
+  if (ks.size() != 2 || ks[0] != p.kernel_h || ks[1] != p.kernel_w) {
+    return BadInput(n.describe() + ": kernel_shape disagrees with the weight " + shape_str(w));
+  }
+  auto dil = n.attr_ints("dilations", {1, 1});
+  for (int64_t d : dil) {
+    if (d != 1) return BadInput(n.describe() + ": dilation other than 1 is not supported");
+  }
+  auto strides = n.attr_ints("strides", {1, 1});
+  if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1) {
+    return BadInput(n.describe() + ": bad strides");
+  }
+  p.stride_h = strides[0];
+  p.stride_w = strides[1];
+  std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
+  if (auto_pad == "NOTSET" || auto_pad.empty()) {
+    auto pads = n.attr_ints("pads", {0, 0, 0, 0});
+    if (pads.size() != 4) return BadInput(n.describe() + ": pads must have 4 values");
+    for (int64_t v : pads) {
+      if (v < 0) return BadInput(n.describe() + ": negative pads");
+    }
+    p.pad_top = pads[0];
+    p.pad_left = pads[1];
+    p.pad_bottom = pads[2];
+    p.pad_right = pads[3];
+    p.out_h = (p.in_h + p.pad_top + p.pad_bottom - p.kernel_h) / p.stride_h + 1;
+    p.out_w = (p.in_w + p.pad_left + p.pad_right - p.kernel_w) / p.stride_w + 1;
+  } else if (auto_pad == "VALID") {
+    p.out_h = (p.in_h - p.kernel_h) / p.stride_h + 1;
+    p.out_w = (p.in_w - p.kernel_w) / p.stride_w + 1;
+  } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    bool upper = auto_pad == "SAME_UPPER";
+    p.out_h = (p.in_h + p.stride_h - 1) / p.stride_h;
+    p.out_w = (p.in_w + p.stride_w - 1) / p.stride_w;
+    int64_t th = std::max<int64_t>(0, (p.out_h - 1) * p.stride_h + p.kernel_h - p.in_h);
+    int64_t tw = std::max<int64_t>(0, (p.out_w - 1) * p.stride_w + p.kernel_w - p.in_w);
+    p.pad_top = upper ? th / 2 : th - th / 2;
+    p.pad_bottom = th - p.pad_top;
+    p.pad_left = upper ? tw / 2 : tw - tw / 2;
+    p.pad_right = tw - p.pad_left;
+  } else {
+    return BadInput(n.describe() + ": unknown auto_pad '" + auto_pad + "'");
+  }
+  if (p.in_h + p.pad_top + p.pad_bottom < p.kernel_h ||
+      p.in_w + p.pad_left + p.pad_right < p.kernel_w || p.out_h < 1 || p.out_w < 1) {
+    return BadInput(n.describe() + ": kernel " + shape_str(w) +
+                    " is larger than the padded input " + shape_str(x));
+  }
+  if (n.op == OpKind::kFusedConv) {
+    std::string act = n.attr_string("activation", "");
+    if (act.empty()) {
+      p.activation = Activation::kNone;
+    } else if (act == "Relu") {
+      p.activation = Activation::kRelu;
+    } else if (act == "LeakyRelu") {
+      p.activation = Activation::kLeakyRelu;
+      p.alpha = n.attr_float("alpha", 0.01f);
+    } else {
+      return BadInput(n.describe() + ": unknown activation '" + act + "'");
+    }
+    p.has_residual = n.input(3) != kNoId;
+  }
+  p.has_bias = n.input(2) != kNoId;
+  return p;
+}
+
+float ResizeParams::source_coord(size_t dim, int64_t out_index) const {
+  const float scale = scales[dim];
+  const float x = static_cast<float>(out_index);
+  const int64_t in_len = in_shape[dim], out_len = out_shape[dim];
+  switch (coord) {
+    case CoordTransform::kHalfPixel:
+      return (x + 0.5f) / scale - 0.5f;
+    case CoordTransform::kPytorchHalfPixel:
+      return out_len > 1 ? (x + 0.5f) / scale - 0.5f : 0.f;
+    case CoordTransform::kAlignCorners:
+      return out_len > 1 ? x * static_cast<float>(in_len - 1) / static_cast<float>(out_len - 1)
+                         : 0.f;
+    case CoordTransform::kAsymmetric:
+      return x / scale;
+  }
+  return 0.f;
+}
+
+int64_t ResizeParams::nearest_index(size_t dim, int64_t out_index) const {
+  float c = source_coord(dim, out_index);
+  int64_t i = 0;
+  switch (nearest) {
+    case NearestRounding::kRoundPreferFloor:
+      i = (c - std::floor(c) == 0.5f) ? static_cast<int64_t>(std::floor(c))
+                                      : static_cast<int64_t>(std::round(c));
+      break;
+    case NearestRounding::kRoundPreferCeil:
+      i = static_cast<int64_t>(std::round(c));
+      break;
+    case NearestRounding::kFloor:
+      i = static_cast<int64_t>(std::floor(c));
+      break;
+    case NearestRounding::kCeil:
+      i = static_cast<int64_t>(std::ceil(c));
+      break;
+  }
+  return std::clamp<int64_t>(i, 0, in_shape[dim] - 1);
+}
+
+Result<ResizeParams> resize_params(const Node& n, const Shape& x, const Tensor* scales,
+                                   const Tensor* sizes) {
+  ResizeParams p;
+  std::string mode = n.attr_string("mode", "nearest");
+  if (mode == "nearest") {
+    p.mode = ResizeMode::kNearest;
+  } else if (mode == "linear") {
+    p.mode = ResizeMode::kLinear;
+  } else {
+    return BadInput(n.describe() + ": resize mode '" + mode + "' is not supported");
+  }
+  std::string ct = n.attr_string("coordinate_transformation_mode", "half_pixel");
+  if (ct == "half_pixel") {
+    p.coord = CoordTransform::kHalfPixel;
+  } else if (ct == "pytorch_half_pixel") {
+    p.coord = CoordTransform::kPytorchHalfPixel;
+  } else if (ct == "align_corners") {
+    p.coord = CoordTransform::kAlignCorners;
+  } else if (ct == "asymmetric") {
+    p.coord = CoordTransform::kAsymmetric;
+  } else {
+    return BadInput(n.describe() + ": coordinate_transformation_mode '" + ct +
+                    "' is not supported");
+  }
+  std::string nm = n.attr_string("nearest_mode", "round_prefer_floor");
+  if (nm == "round_prefer_floor") {
+    p.nearest = NearestRounding::kRoundPreferFloor;
+  } else if (nm == "round_prefer_ceil") {
+    p.nearest = NearestRounding::kRoundPreferCeil;
+  } else if (nm == "floor") {
+    p.nearest = NearestRounding::kFloor;
+  } else if (nm == "ceil") {
+    p.nearest = NearestRounding::kCeil;
+  } else {
+    return BadInput(n.describe() + ": nearest_mode '" + nm + "' is not supported");
+  }
+  if (n.has_attr("axes")) return BadInput(n.describe() + ": the axes attribute is not supported");
+  if (n.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch") {
+    return BadInput(n.describe() + ": keep_aspect_ratio_policy is not supported");
+  }
+  const size_t rank = x.size();
+  p.in_shape = x;
+  p.out_shape.resize(rank);
+  p.scales.resize(rank);
+  if (sizes && sizes->numel() > 0) {
+    auto s = tensor_to_i64(*sizes);
+    if (s.size() != rank) {
+      return BadInput(n.describe() + ": sizes has " + std::to_string(s.size()) +
+                      " values for a rank-" + std::to_string(rank) + " input");
+    }
+    for (size_t d = 0; d < rank; ++d) {
+      if (s[d] < 1) return BadInput(n.describe() + ": sizes must be positive");
+      p.out_shape[d] = s[d];
+      p.scales[d] = static_cast<float>(s[d]) / static_cast<float>(x[d]);
+    }
+  } else if (scales && scales->numel() > 0) {
+    if (scales->dtype() != DType::kFloat32 || static_cast<size_t>(scales->numel()) != rank) {
+      return BadInput(n.describe() + ": scales must be float32 with one value per dimension");
+    }
+    for (size_t d = 0; d < rank; ++d) {
+      float s = scales->data<float>()[d];
+      if (!(s > 0.f)) return BadInput(n.describe() + ": scales must be positive");
+      p.scales[d] = s;
+      p.out_shape[d] = static_cast<int64_t>(std::floor(static_cast<float>(x[d]) * s));
+      if (p.out_shape[d] < 1) return BadInput(n.describe() + ": output size would be 0");
+    }
+  } else {
+    return BadInput(n.describe() + ": needs constant scales or sizes");
+  }
+  return p;
+}
+
+Result<Shape> broadcast_shapes(const Shape& a, const Shape& b) {
+  const size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1) {
+      return BadInput("shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
+    }
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+bool PadParams::is_noop() const {
+  for (int64_t p : pads) {
+    if (p != 0) return false;
+  }
+  return true;
+}
+
+Result<PadParams> pad_params(const Node& n, const Shape& x, const Tensor* pads,
+                             const Tensor* value) {
+  PadParams p;
+  std::string mode = n.attr_string("mode", "constant");
+  if (mode != "constant") {
+    return BadInput(n.describe() + ": pad mode '" + mode + "' is not supported (constant only)");
+  }
+  if (pads) {
+    p.pads = tensor_to_i64(*pads);
+  } else if (n.has_attr("pads")) {
+    p.pads = n.attr_ints("pads");
+  } else {
+    return BadInput(n.describe() + ": needs constant pads");
+  }
+  if (n.input(3) != kNoId) return BadInput(n.describe() + ": the axes input is not supported");
+  const size_t rank = x.size();
+  if (p.pads.size() != 2 * rank) {
+    return BadInput(n.describe() + ": " + std::to_string(p.pads.size()) + " pads for a rank-" +
+                    std::to_string(rank) + " input");
+  }
+  if (value && value->numel() > 0) {
+    if (value->dtype() == DType::kFloat32) {
+      p.value = value->data<float>()[0];
+    } else {
+      auto v = tensor_to_i64(*value);
+      p.value = v.empty() ? 0.f : static_cast<float>(v[0]);
+    }
+  } else {
+    p.value = n.attr_float("value", 0.f);
+  }
+  p.out_shape.resize(rank);
+  for (size_t d = 0; d < rank; ++d) {
+    p.out_shape[d] = x[d] + p.pads[d] + p.pads[d + rank];
+    if (p.out_shape[d] < 0) return BadInput(n.describe() + ": pads make a negative size");
+  }
+  return p;
+}
+
+}  // namespace tr::nn
+
+namespace tr::nn {
+
+Result<SliceParams> slice_params(const Node& n, const Shape& x, const Tensor& starts_t,
+                                 const Tensor& ends_t, const Tensor* axes_t,
+                                 const Tensor* steps_t) {
+  const int64_t rank = static_cast<int64_t>(x.size());
+  auto starts = tensor_to_i64(starts_t);
+  auto ends = tensor_to_i64(ends_t);
+  std::vector<int64_t> axes, steps;
+  if (axes_t && axes_t->numel() > 0) {
+    axes = tensor_to_i64(*axes_t);
+  } else {
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+  }
+  if (steps_t && steps_t->numel() > 0) {
+    steps = tensor_to_i64(*steps_t);
+  } else {
+    steps.assign(starts.size(), 1);
+  }
+  if (starts.size() != ends.size() || axes.size() != starts.size() ||
+      steps.size() != starts.size()) {
+    return BadInput(n.describe() + ": starts, ends, axes and steps differ in length");
+  }
+  SliceParams p;
+  p.start.assign(rank, 0);
+  p.step.assign(rank, 1);
+  p.out_shape = x;
+  std::vector<bool> seen(rank, false);
+  for (size_t i = 0; i < starts.size(); ++i) {
+    TR_ASSIGN_OR_RETURN(int64_t axis, normalize_axis(n, axes[i], rank));
+    if (seen[axis]) return BadInput(n.describe() + ": repeated axis");
+    seen[axis] = true;
+    const int64_t dim = x[axis];
+    const int64_t step = steps[i];
+    if (step == 0) return BadInput(n.describe() + ": step 0");
+    int64_t s = starts[i], e = ends[i];
+    if (s < 0) s += dim;
+    if (e < 0) e += dim;
+    if (step > 0) {
+      s = std::clamp<int64_t>(s, 0, dim);
+      e = std::clamp<int64_t>(e, 0, dim);
+      p.out_shape[axis] = e > s ? (e - s + step - 1) / step : 0;
+    } else {
+      s = std::clamp<int64_t>(s, 0, dim - 1);
+      e = std::clamp<int64_t>(e, -1, dim - 1);
+      p.out_shape[axis] = s > e ? (s - e + (-step) - 1) / (-step) : 0;
+    }
+    p.start[axis] = s;
+    p.step[axis] = step;
+  }
+  return p;
+}
+
+Result<DType> dtype_from_onnx(int32_t code) {
+  switch (code) {
+    case 1:
+      return DType::kFloat32;
+    case 2:
+      return DType::kUint8;
+    case 6:
+      return DType::kInt32;
+    case 7:
+      return DType::kInt64;
+    case 9:
+      return DType::kBool;
+    case 10:
+      return DType::kFloat16;
+    case 11:
+      return DType::kFloat64;
+    default:
+      return BadInput("ONNX data type " + std::to_string(code) + " is not supported");
+  }
+}
+
+int32_t dtype_to_onnx(DType t) {
+  switch (t) {
+    case DType::kFloat32:
+      return 1;
+    case DType::kUint8:
+      return 2;
+    case DType::kInt32:
+      return 6;
+    case DType::kInt64:
+      return 7;
+    case DType::kBool:
+      return 9;
+    case DType::kFloat16:
+      return 10;
+    case DType::kFloat64:
+      return 11;
+  }
+  return 0;
+}
+
+}  // namespace tr::nn

@@ -1,0 +1,9 @@
+#include "nn/ref/ref_kernels.h"
+
+namespace tr::nn {
+
+Status ref_Add(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out) {
+  return binary_reference(n, BinaryOp::kAdd, *in[0], *in[1], out[0]);
+}
+
+}  // namespace tr::nn

@@ -1,0 +1,61 @@
+#include <algorithm>
+#include <cstring>
+
+#include "nn/ref/ref_kernels.h"
+
+namespace tr::nn {
+
+void conv2d_reference(const ConvParams& p, const float* x, const float* w, const float* b,
+                      const float* residual, float* y) {
+  const int64_t icg = p.in_c_per_group(), ocg = p.out_c_per_group();
+  const int64_t plane = p.out_h * p.out_w;
+  for (int64_t n = 0; n < p.batch; ++n) {
+    for (int64_t oc = 0; oc < p.out_c; ++oc) {
+      const int64_t g = oc / ocg;
+      float* yp = y + (n * p.out_c + oc) * plane;
+      std::fill(yp, yp + plane, b ? b[oc] : 0.f);
+      for (int64_t ic = 0; ic < icg; ++ic) {
+        const float* xp = x + (n * p.in_c + g * icg + ic) * p.in_h * p.in_w;
+        const float* wp = w + (oc * icg + ic) * p.kernel_h * p.kernel_w;
+        for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
+          for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
+            const float wv = wp[ky * p.kernel_w + kx];
+            for (int64_t oy = 0; oy < p.out_h; ++oy) {
+              const int64_t iy = oy * p.stride_h - p.pad_top + ky;
+              if (iy < 0 || iy >= p.in_h) continue;
+              const float* xrow = xp + iy * p.in_w;
+              float* yrow = yp + oy * p.out_w;
+              for (int64_t ox = 0; ox < p.out_w; ++ox) {
+                const int64_t ix = ox * p.stride_w - p.pad_left + kx;
+                if (ix < 0 || ix >= p.in_w) continue;
+                yrow[ox] += wv * xrow[ix];
+              }
+            }
+          }
+        }
+      }
+      if (residual) {
+        const float* rp = residual + (n * p.out_c + oc) * plane;
+        for (int64_t i = 0; i < plane; ++i) yp[i] += rp[i];
+      }
+      if (p.activation == Activation::kRelu) {
+        for (int64_t i = 0; i < plane; ++i) yp[i] = std::max(yp[i], 0.f);
+      } else if (p.activation == Activation::kLeakyRelu) {
+        for (int64_t i = 0; i < plane; ++i) yp[i] = yp[i] < 0.f ? yp[i] * p.alpha : yp[i];
+      }
+    }
+  }
+}
+
+Status ref_Conv(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out) {
+  TR_ASSIGN_OR_RETURN(ConvParams p, conv_params(n, in[0]->shape(), in[1]->shape()));
+  const Tensor* b = in.size() > 2 ? in[2] : nullptr;
+  if (in[0]->dtype() != DType::kFloat32 || in[1]->dtype() != DType::kFloat32) {
+    return BadInput(n.describe() + ": only float32 is supported");
+  }
+  conv2d_reference(p, in[0]->data<float>(), in[1]->data<float>(), b ? b->data<float>() : nullptr,
+                   nullptr, out[0].data<float>());
+  return Status::Ok();
+}
+
+}  // namespace tr::nn

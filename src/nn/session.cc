@@ -1,0 +1,111 @@
+// Session: validates named inputs, compiles one plan per input-shape set (shape inference,
+// per-shape passes, backend compile) and runs it.
+#include <map>
+
+#include "nn/backend.h"
+#include "nn/graph.h"
+#include "nn/nn.h"
+#include "nn/ops/infer.h"
+#include "nn/passes/passes.h"
+
+namespace tr::nn {
+
+#ifndef TR_NN_HAVE_CPU_BACKEND
+// Until src/nn/cpu/ exists, "cpu" is served by the reference kernels.
+std::unique_ptr<Backend> make_cpu_backend() { return make_reference_backend(); }
+#endif
+
+struct Session::Impl {
+  std::shared_ptr<const Model> model;
+  SessionOptions opts;
+  std::unique_ptr<Backend> backend;
+  std::map<std::vector<Shape>, std::unique_ptr<Executable>> plans;
+};
+
+Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Session::~Session() = default;
+const Model& Session::model() const { return *impl_->model; }
+
+Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> model,
+                                                 const SessionOptions& opts) {
+  if (!model) return BadInput("Session::create: no model");
+  auto impl = std::make_unique<Impl>();
+  impl->model = std::move(model);
+  impl->opts = opts;
+  switch (opts.backend) {
+    case BackendKind::kReference:
+      impl->backend = make_reference_backend();
+      break;
+    case BackendKind::kCpu:
+      impl->backend = make_cpu_backend();
+      break;
+    case BackendKind::kCuda:
+      return BadInput("backend 'cuda' is not built into this binary");
+  }
+  if (!impl->backend)
+    return RuntimeError("backend '" + std::string(backend_name(opts.backend)) +
+                        "' is not available");
+  return std::make_unique<Session>(std::move(impl));
+}
+
+Result<std::vector<Tensor>> Session::run(const std::vector<NamedTensor>& inputs) {
+  const Model& m = *impl_->model;
+  const Graph& mg = m.graph();
+  const auto& infos = m.inputs();
+  // Order the inputs as the graph expects, checking names, types and ranks.
+  std::vector<Tensor> ordered(infos.size());
+  std::vector<bool> given(infos.size(), false);
+  for (const auto& [name, t] : inputs) {
+    size_t i = 0;
+    while (i < infos.size() && infos[i].name != name) ++i;
+    if (i == infos.size()) {
+      std::string names;
+      for (const auto& info : infos) names += (names.empty() ? "" : ", ") + info.name;
+      return BadInput(m.name() + ": the model has no input '" + name + "' (inputs: " + names + ")");
+    }
+    if (given[i]) return BadInput(m.name() + ": input '" + name + "' given twice");
+    given[i] = true;
+    const Value& val = mg.values[mg.inputs[i]];
+    if (t.empty() || t.dtype() != val.dtype) {
+      return BadInput(m.name() + ": input '" + name + "' must be " + dtype_name(val.dtype) +
+                      ", got " + (t.empty() ? "nothing" : dtype_name(t.dtype())));
+    }
+    const Shape& want = infos[i].shape;
+    bool fits = t.rank() == want.size();
+    for (size_t d = 0; fits && d < want.size(); ++d) fits = want[d] < 0 || want[d] == t.dim(d);
+    if (!fits) {
+      return BadInput(m.name() + ": input '" + name + "' has shape " + shape_str(t.shape()) +
+                      ", the model expects " + shape_str(want) + " (-1: any)");
+    }
+    for (int64_t d : t.shape()) {
+      if (d == 0) return BadInput(m.name() + ": input '" + name + "' is empty");
+    }
+    ordered[i] = t;
+  }
+  for (size_t i = 0; i < infos.size(); ++i) {
+    if (!given[i]) return BadInput(m.name() + ": input '" + infos[i].name + "' is missing");
+  }
+  std::vector<Shape> key;
+  for (const Tensor& t : ordered) key.push_back(t.shape());
+  auto it = impl_->plans.find(key);
+  if (it == impl_->plans.end()) {
+    // Compile a plan for this shape set on a copy (weights are shared, not copied).
+    Graph g = mg;
+    for (size_t i = 0; i < g.inputs.size(); ++i) {
+      Value& v = g.values[g.inputs[i]];
+      v.shape = key[i];
+      v.shape_known = true;
+    }
+    auto st = infer_shapes(g);
+    if (!st.ok()) return BadInput(st.error().message);
+    if (m.load_options().optimize) {
+      st = optimize_for_shapes(g);
+      if (!st.ok()) return BadInput(st.error().message);
+    }
+    TR_ASSIGN_OR_RETURN(auto exe, impl_->backend->compile(g, impl_->opts.threads));
+    it = impl_->plans.emplace(key, std::move(exe)).first;
+  }
+  return it->second->run(ordered);
+}
+
+}  // namespace tr::nn

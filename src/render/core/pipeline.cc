@@ -1,0 +1,315 @@
+// The threaded render pipeline.
+//
+// Threads and what each one owns:
+//   inference thread  prepares batch b (crops, input and audio tensors: owned by it until
+//                     predict returns), runs the predictor, then hands one Task per frame
+//                     (crop + a share of the batch's output tensor) to the task queue.
+//   worker threads    (opts.workers) pop Tasks and composite them into a new full frame,
+//                     which they put into the reorder map `done` keyed by output index.
+//   writer thread     takes frame 0, 1, 2, ... out of `done` in order and gives each to
+//                     the sink; it alone touches the sink until the pipeline ends.
+//   calling thread    supervises: starts the others, polls tr::interrupted(), and on an
+//                     error or interrupt stops everyone and calls sink->abort().
+//
+// Backpressure: a frame takes one "in-flight" slot when the inference thread starts
+// preparing it and gives it back when the writer has written it. The inference thread
+// takes a whole batch of slots before preparing it and waits while fewer are free, so at
+// most max_in_flight frames (their crops, predictions and composited frames) are alive
+// at once, however slow compositing or encoding is. Because slots are taken in output
+// order, the oldest unwritten frame always holds one, so the pipeline cannot deadlock.
+// While batch b+1 is in inference, the workers composite batch b (max_in_flight >= 2B).
+//
+// Determinism: each frame's result depends only on its own inputs, never on which batch
+// or worker handled it, and the writer emits in index order.
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/interrupt.h"
+#include "render/render.h"
+
+namespace tr::render {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+struct Task {
+  int64_t index = 0;
+  int avatar = 0;
+  cv::Mat crop;
+  Tensor predictions;  // [B, 3, S, S], shared by the batch's tasks
+  int row = 0;         // this frame's row in `predictions`
+};
+
+// Everything the threads share; held by shared_ptr so that a detached inference thread
+// can outlive run_pipeline safely.
+struct State {
+  std::mutex mu;
+  std::condition_variable cv;  // one condition for all events; few threads, simple to reason
+  int64_t in_flight = 0;
+  std::deque<Task> tasks;
+  std::map<int64_t, cv::Mat> done;
+  bool stop = false;            // error or interrupt: every thread unwinds
+  bool inference_done = false;  // the inference thread has returned
+  bool writer_done = false;     // all frames written and the sink finished
+  std::optional<Error> error;
+
+  PipelineStats stats;
+  Clock::time_point first_inference;
+  Clock::time_point last_write;
+  bool started = false;
+
+  // Requires mu held.
+  void fail_locked(Error e) {
+    if (!error) error = std::move(e);
+    stop = true;
+    cv.notify_all();
+  }
+  void fail(Error e) {
+    std::lock_guard<std::mutex> lock(mu);
+    fail_locked(std::move(e));
+  }
+};
+
+void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrames> avatar,
+                    std::shared_ptr<const AudioWindows> audio,
+                    std::shared_ptr<Predictor> predictor, PipelineOptions opts, int64_t total,
+                    int64_t max_in_flight) {
+  const PrepSettings& ps = opts.prep;
+  const int S = ps.size;
+  const int64_t input_numel = 6LL * S * S;
+  const int64_t window_numel = audio->window_numel();
+  for (int64_t b0 = 0; b0 < total; b0 += opts.batch) {
+    const int64_t nb = std::min<int64_t>(opts.batch, total - b0);
+    {
+      std::unique_lock<std::mutex> lock(st->mu);
+      st->cv.wait(lock, [&] { return st->stop || st->in_flight + nb <= max_in_flight; });
+      if (st->stop) break;
+      st->in_flight += nb;
+    }
+    auto t_prep = Clock::now();
+    Tensor input = Tensor::f32({nb, 6, S, S});
+    Shape audio_shape = {nb};
+    audio_shape.insert(audio_shape.end(), opts.audio_shape.begin(), opts.audio_shape.end());
+    Tensor audio_in = Tensor::f32(audio_shape);
+    std::vector<Task> batch(nb);
+    for (int64_t j = 0; j < nb; ++j) {
+      Task& t = batch[j];
+      t.index = b0 + j;
+      t.avatar = avatar_frame_for(t.index, avatar->count(), opts.order, opts.start_frame);
+      t.row = static_cast<int>(j);
+      t.crop = avatar->crops.empty()
+                   ? make_crop(avatar->full[t.avatar], avatar->rects[t.avatar], ps)
+                   : avatar->crops[t.avatar];
+      fill_generator_input(t.crop, ps, input.data<float>() + j * input_numel);
+      audio->window(t.index, audio_in.data<float>() + j * window_numel);
+    }
+    const double prep_ms = ms_since(t_prep);
+    auto t_infer = Clock::now();
+    {
+      std::lock_guard<std::mutex> lock(st->mu);
+      if (!st->started) {
+        st->started = true;
+        st->first_inference = t_infer;
+      }
+    }
+    Result<Tensor> out = predictor->predict(input, audio_in);
+    const double infer_ms = ms_since(t_infer);
+    if (!out.ok()) {
+      st->fail(out.error());
+      break;
+    }
+    const Tensor& pred = out.value();
+    if (pred.dtype() != DType::kFloat32 || pred.shape() != Shape{nb, 3, S, S}) {
+      st->fail(RuntimeError(fmt::format("the generator returned {} {} for a batch of {}; "
+                                        "expected float32 [{}, 3, {}, {}]",
+                                        dtype_name(pred.dtype()), shape_str(pred.shape()), nb,
+                                        nb, S, S)));
+      break;
+    }
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->stats.prep_ms += prep_ms;
+    st->stats.infer_ms += infer_ms;
+    st->stats.batches += 1;
+    if (st->stop) break;
+    for (Task& t : batch) {
+      t.predictions = pred;
+      st->tasks.push_back(std::move(t));
+    }
+    st->cv.notify_all();
+  }
+  std::lock_guard<std::mutex> lock(st->mu);
+  st->inference_done = true;
+  st->cv.notify_all();
+}
+
+void worker_loop(State* st, const AvatarFrames* avatar, const PrepSettings* ps) {
+  const int64_t pred_numel = 3LL * ps->size * ps->size;
+  for (;;) {
+    Task t;
+    {
+      std::unique_lock<std::mutex> lock(st->mu);
+      st->cv.wait(lock,
+                  [&] { return st->stop || !st->tasks.empty() || st->inference_done; });
+      if (st->stop) return;
+      if (st->tasks.empty()) return;  // inference finished and nothing is left
+      t = std::move(st->tasks.front());
+      st->tasks.pop_front();
+    }
+    auto t0 = Clock::now();
+    cv::Mat frame;
+    composite_frame(avatar->full[t.avatar], avatar->rects[t.avatar], t.crop,
+                    t.predictions.data<float>() + t.row * pred_numel, *ps, &frame);
+    const double dt = ms_since(t0);
+    const int64_t index = t.index;
+    t = Task();  // drop the crop and the prediction share before taking the lock
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->stats.composite_ms += dt;
+    st->done.emplace(index, std::move(frame));
+    st->cv.notify_all();
+  }
+}
+
+void writer_loop(State* st, FrameSink* sink, int64_t total,
+                 const std::function<void(int64_t, int64_t)>* on_progress) {
+  for (int64_t i = 0; i < total; ++i) {
+    cv::Mat frame;
+    {
+      std::unique_lock<std::mutex> lock(st->mu);
+      st->cv.wait(lock, [&] { return st->stop || st->done.count(i) > 0; });
+      if (st->stop) return;
+      auto it = st->done.find(i);
+      frame = std::move(it->second);
+      st->done.erase(it);
+    }
+    auto t0 = Clock::now();
+    Status s = sink->write(i, frame);
+    const double dt = ms_since(t0);
+    frame.release();
+    {
+      std::lock_guard<std::mutex> lock(st->mu);
+      if (!s.ok()) {
+        st->fail_locked(s.error());
+        return;
+      }
+      st->stats.encode_ms += dt;
+      st->in_flight -= 1;
+      st->last_write = Clock::now();
+      st->cv.notify_all();
+    }
+    if (*on_progress) (*on_progress)(i + 1, total);
+  }
+  auto t0 = Clock::now();
+  Status s = sink->finish();
+  const double dt = ms_since(t0);
+  std::lock_guard<std::mutex> lock(st->mu);
+  if (!s.ok()) {
+    st->fail_locked(s.error());
+    return;
+  }
+  st->stats.encode_ms += dt;
+  st->last_write = Clock::now();
+  st->writer_done = true;
+  st->cv.notify_all();
+}
+
+}  // namespace
+
+Result<PipelineStats> run_pipeline(std::shared_ptr<const AvatarFrames> avatar,
+                                   std::shared_ptr<const AudioWindows> audio,
+                                   std::shared_ptr<Predictor> predictor,
+                                   std::shared_ptr<FrameSink> sink, const PipelineOptions& opts_in) {
+  if (!avatar || !audio || !predictor || !sink) {
+    return RuntimeError("run_pipeline: a stage is missing");
+  }
+  PipelineOptions opts = opts_in;
+  if (opts.batch < 1) return BadInput(fmt::format("--batch must be >= 1, got {}", opts.batch));
+  if (opts.workers < 1) {
+    return BadInput(fmt::format("--workers must be >= 1, got {}", opts.workers));
+  }
+  if (opts.audio_shape.empty()) opts.audio_shape = {audio->window_numel()};
+  if (shape_numel(opts.audio_shape) != audio->window_numel()) {
+    return BadInput(fmt::format("audio windows of {} floats do not fit the audio input {}",
+                                audio->window_numel(), shape_str(opts.audio_shape)));
+  }
+  TR_RETURN_IF_ERROR(validate_avatar(*avatar, opts.prep, "avatar"));
+  int64_t total = audio->frames();
+  if (opts.frames >= 0) total = std::min(total, opts.frames);
+  if (total <= 0) {
+    // Nothing to render is not an error the user can fix by waiting: say so.
+    sink->abort();
+    return BadInput("nothing to render: the audio gives 0 frames");
+  }
+  int64_t max_in_flight =
+      opts.max_in_flight > 0 ? opts.max_in_flight : 2LL * opts.batch + 2LL * opts.workers;
+  max_in_flight = std::max<int64_t>(max_in_flight, opts.batch);
+
+  auto st = std::make_shared<State>();
+  st->stats.frames = total;
+  std::thread writer(writer_loop, st.get(), sink.get(), total, &opts.on_progress);
+  std::vector<std::thread> workers;
+  for (int w = 0; w < opts.workers; ++w) {
+    workers.emplace_back(worker_loop, st.get(), avatar.get(), &opts.prep);
+  }
+  std::thread inference(inference_loop, st, avatar, audio, predictor, opts, total,
+                        max_in_flight);
+
+  // Supervise: wake every 50 ms to poll the interrupt flag (signal handlers only set it).
+  {
+    std::unique_lock<std::mutex> lock(st->mu);
+    while (!st->stop && !st->writer_done) {
+      st->cv.wait_for(lock, std::chrono::milliseconds(50));
+      if (!st->stop && !st->writer_done && tr::interrupted()) st->fail_locked(Interrupted());
+    }
+  }
+  writer.join();
+  bool ok;
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    ok = st->writer_done;
+    if (ok) {
+      // Everything was written; no worker can be busy, let them leave.
+      st->stop = true;
+      st->cv.notify_all();
+    }
+  }
+  for (auto& w : workers) w.join();
+  if (ok) {
+    inference.join();
+    std::lock_guard<std::mutex> lock(st->mu);
+    PipelineStats stats = st->stats;
+    stats.run_s = std::chrono::duration<double>(st->last_write - st->first_inference).count();
+    return stats;
+  }
+  // Failure or interrupt: the writer has stopped touching the sink, so clean it up now,
+  // before waiting on the predictor, which may be in the middle of a long batch.
+  sink->abort();
+  {
+    std::unique_lock<std::mutex> lock(st->mu);
+    st->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return st->inference_done; });
+  }
+  bool inference_done;
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    inference_done = st->inference_done;
+  }
+  if (inference_done) {
+    inference.join();
+  } else {
+    inference.detach();  // it holds shared_ptrs to everything it touches
+  }
+  std::lock_guard<std::mutex> lock(st->mu);
+  return *st->error;
+}
+
+}  // namespace tr::render

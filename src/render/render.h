@@ -1,0 +1,177 @@
+// talkrender's frame pipeline: per-frame preparation and compositing (model contract
+// section 3), frame order (section 5), audio windows (section 4 step 12) and the threaded
+// batch pipeline that ties them to a predictor and an output sink.
+//
+// The pipeline is written against small interfaces (Predictor, AudioWindows, FrameSink) so
+// that tests can drive it with fake stages; render_job.h glues it to io, audio and nn.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "common/status.h"
+#include "common/tensor.h"
+
+namespace tr::render {
+
+// ---------------------------------------------------------------------------------------
+// Frame order (contract section 5).
+
+enum class FrameOrder { kPingPong, kLoop };
+Result<FrameOrder> parse_frame_order(const std::string& s);  // "pingpong" | "loop"
+const char* frame_order_name(FrameOrder o);
+
+// The avatar frame k(i) used by output frame i, for an avatar of `avatar_frames` frames.
+// pingpong: 0, 1, ..., N-1, N-2, ..., 1, 0, 1, ...; loop: 0, 1, ..., N-1, 0, 1, ...
+// `start` shifts the walk: output frame i uses position i + start of the sequence.
+int avatar_frame_for(int64_t output_index, int avatar_frames, FrameOrder order,
+                     int64_t start = 0);
+
+// ---------------------------------------------------------------------------------------
+// Per-frame preparation and compositing (contract section 3).
+
+struct PrepSettings {
+  int size = 320;                        // S: the model's ROI size
+  int border = 4;                        // crop = S + 2 * border
+  int crop_interpolation = 2;            // cv::INTER_CUBIC (320) / cv::INTER_LINEAR (160)
+  int paste_interpolation = 2;           // same defaults for the way back
+  cv::Rect mask = cv::Rect(5, 5, 310, 305);  // filled black in the masked ROI
+
+  int crop_size() const { return size + 2 * border; }
+  // The reference settings for S = 320 (bicubic, mask (5,5,310,305)) and S = 160
+  // (bilinear, mask (5,5,150,145)); other sizes get bicubic and a mask scaled from 320.
+  static PrepSettings for_size(int size);
+};
+
+// Checks that `rect` lies inside a frame of the given size and is not empty.
+Status check_rect(const cv::Rect& rect, const cv::Size& frame_size, int avatar_frame);
+
+// crop = resize(full[rect], (S+8) x (S+8), crop_interpolation). `rect` must be checked.
+cv::Mat make_crop(const cv::Mat& full_bgr, const cv::Rect& rect, const PrepSettings& s);
+
+// Writes the generator input of one frame, [6, S, S] float32 NCHW: channels 0..2 the ROI
+// crop[4:S+4, 4:S+4], channels 3..5 the ROI with the mask rectangle black; BGR, value / 255.
+void fill_generator_input(const cv::Mat& crop_bgr, const PrepSettings& s, float* dst);
+
+// Turns one prediction [3, S, S] (BGR planes, [0, 1]) into a uint8 BGR image by truncation,
+// uint8(v * 255) as the reference does (values outside [0, 1] and NaN are clamped).
+cv::Mat prediction_to_image(const float* pred, int size);
+
+// out = full with rect replaced by resize(crop with pred pasted at [4:S+4], w x h).
+// `out` is (re)allocated as a copy of `full_bgr`; everything outside `rect` is bit-identical.
+void composite_frame(const cv::Mat& full_bgr, const cv::Rect& rect, const cv::Mat& crop_bgr,
+                     const float* pred, const PrepSettings& s, cv::Mat* out);
+
+// ---------------------------------------------------------------------------------------
+// Audio windows (contract section 4 step 12).
+
+// Per-output-frame audio input of the generator.
+class AudioWindows {
+ public:
+  virtual ~AudioWindows() = default;
+  virtual int64_t frames() const = 0;      // output frames the audio asks for
+  virtual int64_t window_numel() const = 0;  // floats in one window
+  // Writes window i (0 <= i < frames()) to dst[window_numel()].
+  virtual void window(int64_t i, float* dst) const = 0;
+};
+
+// Windows over a padded feature matrix P [rows, block]: window i = rows P[i-8 .. i+8),
+// zero rows outside P, flattened row-major. window_numel must be 16 * block.
+class FeatureWindows final : public AudioWindows {
+ public:
+  // `features` is [rows, block] float32. Errors if 16 * block != window_numel.
+  static Result<std::unique_ptr<FeatureWindows>> create(Tensor features, int64_t window_numel,
+                                                        const std::string& name);
+  int64_t frames() const override { return rows_; }
+  int64_t window_numel() const override { return 16 * block_; }
+  void window(int64_t i, float* dst) const override;
+
+ private:
+  FeatureWindows(Tensor f, int64_t rows, int64_t block)
+      : features_(std::move(f)), rows_(rows), block_(block) {}
+  Tensor features_;
+  int64_t rows_ = 0, block_ = 0;
+};
+
+// The generator audio modes: the audio input shape (without batch) of each.
+struct AudioMode {
+  const char* name;  // "ave", "hubert", "wenet"
+  Shape shape;       // [32,16,16], [32,32,32], [256,16,32]
+};
+// The mode whose shape equals `shape` (without batch), or an error naming the shape.
+Result<AudioMode> audio_mode_for_shape(const Shape& shape);
+
+// ---------------------------------------------------------------------------------------
+// Pipeline stages.
+
+// The avatar: decoded full frames (BGR uint8), rects, and optionally the 328 crops from
+// crops_328_video.mp4 (empty: crops are derived from the full frames).
+struct AvatarFrames {
+  std::vector<cv::Mat> full;
+  std::vector<cv::Rect> rects;
+  std::vector<cv::Mat> crops;  // empty, or one per frame of size crop_size() square
+  int count() const { return static_cast<int>(full.size()); }
+};
+// Checks sizes, rect bounds and crop sizes; errors name `name` and the first bad frame.
+Status validate_avatar(const AvatarFrames& a, const PrepSettings& s, const std::string& name);
+
+// Runs the generator on one batch: input [B, 6, S, S], audio [B, ...] -> output [B, 3, S, S].
+// Called from one thread only (the pipeline's inference thread).
+class Predictor {
+ public:
+  virtual ~Predictor() = default;
+  virtual Result<Tensor> predict(const Tensor& input, const Tensor& audio) = 0;
+};
+
+// Receives the finished frames in order 0, 1, 2, ... from the pipeline's writer thread.
+class FrameSink {
+ public:
+  virtual ~FrameSink() = default;
+  virtual Status write(int64_t index, const cv::Mat& frame_bgr) = 0;
+  // All frames written: complete the output (rename the temporary into place).
+  virtual Status finish() = 0;
+  // Failure or interrupt: remove every temporary file; nothing appears at the output path.
+  virtual void abort() = 0;
+};
+
+struct PipelineOptions {
+  PrepSettings prep;
+  FrameOrder order = FrameOrder::kPingPong;
+  int64_t start_frame = 0;
+  int64_t frames = -1;  // render the first `frames` output frames; -1: all the audio asks for
+  Shape audio_shape;    // the generator's audio input without batch; empty: [window_numel]
+  int batch = 4;
+  int workers = 2;  // compositing threads
+  // Frames alive at once (prepared, in inference, compositing or waiting to be written);
+  // 0 picks 2 * batch + 2 * workers. Bounds memory and provides backpressure.
+  int max_in_flight = 0;
+  // Called from the writer thread after each frame written (progress display).
+  std::function<void(int64_t done, int64_t total)> on_progress;
+};
+
+struct PipelineStats {
+  int64_t frames = 0;
+  double run_s = 0;           // first inference started -> last frame written
+  double prep_ms = 0;         // total, inference thread
+  double infer_ms = 0;        // total time inside Predictor::predict
+  double composite_ms = 0;    // total over all workers
+  double encode_ms = 0;       // total time inside FrameSink::write + finish
+  int batches = 0;
+};
+
+// Renders frames 0 .. n-1 (n = min(audio->frames(), options.frames)): prepares each batch,
+// predicts, composites on `workers` threads and writes in order. Stops within ~0.1 s of
+// tr::interrupted() (kInterrupted) or the first error, calling sink->abort(); on success
+// calls sink->finish(). If the predictor is still busy when interrupted, its thread is
+// detached and left to finish on its own (the shared_ptrs keep what it uses alive).
+Result<PipelineStats> run_pipeline(std::shared_ptr<const AvatarFrames> avatar,
+                                   std::shared_ptr<const AudioWindows> audio,
+                                   std::shared_ptr<Predictor> predictor,
+                                   std::shared_ptr<FrameSink> sink, const PipelineOptions& opts);
+
+}  // namespace tr::render

@@ -1,0 +1,350 @@
+// run_render_job: glue from the avatar package (io), speech (audio) and the generator (nn)
+// to the frame pipeline (render/core) and an output writer (io).
+#include "render/render_job.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "audio/audio.h"
+#include "common/files.h"
+#include "common/interrupt.h"
+#include "io/frame_writer.h"
+#include "io/package.h"
+
+namespace tr::render {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+std::string strip_trailing_slashes(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+// The generator behind the Predictor interface: one runtime Session, used only by the
+// pipeline's inference thread.
+class SessionPredictor final : public Predictor {
+ public:
+  explicit SessionPredictor(std::unique_ptr<nn::Session> s) : session_(std::move(s)) {}
+  Result<Tensor> predict(const Tensor& input, const Tensor& audio) override {
+    TR_ASSIGN_OR_RETURN(std::vector<Tensor> outs,
+                        session_->run({{"input", input}, {"audio", audio}}));
+    if (outs.empty()) return RuntimeError("the generator returned no outputs");
+    return outs[0];
+  }
+
+ private:
+  std::unique_ptr<nn::Session> session_;
+};
+
+// An io::FrameWriter as the pipeline's sink. With `replace` set, the writer targets a
+// fresh sibling ("<out>.new-<pid>") and finish() swaps it with the existing output, so
+// an existing output survives a failed or interrupted render (--overwrite).
+class WriterSink final : public FrameSink {
+ public:
+  WriterSink(std::unique_ptr<io::FrameWriter> w, std::string target, std::string staged)
+      : writer_(std::move(w)), target_(std::move(target)), staged_(std::move(staged)) {}
+  ~WriterSink() override { abort(); }
+
+  Status write(int64_t, const cv::Mat& frame) override { return writer_->write_frame(frame); }
+
+  Status finish() override {
+    TR_RETURN_IF_ERROR(writer_->finish());
+    done_ = true;
+    if (staged_.empty()) return Status::Ok();
+    std::error_code ec;
+    fs::remove_all(target_, ec);
+    if (ec) {
+      fs::remove_all(staged_, ec);
+      return RuntimeError(target_ + ": cannot replace the existing output: " + ec.message());
+    }
+    fs::rename(staged_, target_, ec);
+    if (ec) {
+      fs::remove_all(staged_, ec);
+      return RuntimeError(target_ + ": cannot rename the finished output into place: " +
+                          ec.message());
+    }
+    return Status::Ok();
+  }
+
+  void abort() override {
+    if (done_) return;
+    done_ = true;
+    writer_->abort();
+  }
+
+ private:
+  std::unique_ptr<io::FrameWriter> writer_;
+  std::string target_, staged_;
+  bool done_ = false;
+};
+
+// A one-line progress bar redrawn at most ten times a second (stderr, terminals only).
+class ProgressBar {
+ public:
+  void update(int64_t done, int64_t total) {
+    auto now = Clock::now();
+    if (done == 1) start_ = now;
+    if (done != total && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const int width = 30;
+    const int filled = static_cast<int>(width * done / std::max<int64_t>(total, 1));
+    const double s = std::chrono::duration<double>(now - start_).count();
+    std::fprintf(stderr, "\r[%s%s] %lld/%lld frames  %.1f fps ", std::string(filled, '#').c_str(),
+                 std::string(width - filled, ' ').c_str(), static_cast<long long>(done),
+                 static_cast<long long>(total), s > 0 ? (done - 1) / s : 0.0);
+    if (done == total) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  Clock::time_point start_ = Clock::now(), last_;
+};
+
+struct ModelFit {
+  int size = 0;
+  AudioMode mode;
+};
+
+// Checks that the generator is one of the contract's: input [B, 6, S, S], audio a known
+// mode, output [B, 3, S, S] (dimensions the file leaves open are checked at run time).
+Result<ModelFit> check_generator(const nn::Model& m) {
+  const nn::TensorInfo* image = nullptr;
+  const nn::TensorInfo* audio = nullptr;
+  for (const auto& in : m.inputs()) {
+    if (in.name == "input") image = &in;
+    if (in.name == "audio") audio = &in;
+  }
+  if (!image || !audio) {
+    return BadInput(m.name() +
+                    ": not a lip-sync generator: it needs inputs named 'input' and 'audio'");
+  }
+  const Shape& is = image->shape;
+  if (is.size() != 4 || is[1] != 6 || is[2] != is[3] || is[2] < 16) {
+    return BadInput(fmt::format("{}: input 'input' is {}; expected [B, 6, S, S]", m.name(),
+                                shape_str(is)));
+  }
+  ModelFit fit;
+  fit.size = static_cast<int>(is[2]);
+  if (audio->shape.size() < 2) {
+    return BadInput(fmt::format("{}: input 'audio' is {}; expected [B, ...]", m.name(),
+                                shape_str(audio->shape)));
+  }
+  Shape per_frame(audio->shape.begin() + 1, audio->shape.end());
+  auto mode = audio_mode_for_shape(per_frame);
+  if (!mode.ok()) return BadInput(m.name() + ": " + mode.error().message);
+  fit.mode = *mode;
+  if (m.outputs().empty()) return BadInput(m.name() + ": the model has no outputs");
+  const Shape& os = m.outputs()[0].shape;
+  auto fits = [&](int64_t d, int64_t want) { return d < 0 || d == want; };
+  if (!os.empty() && (os.size() != 4 || !fits(os[1], 3) || !fits(os[2], fit.size) ||
+                      !fits(os[3], fit.size))) {
+    return BadInput(fmt::format("{}: output is {}; expected [B, 3, {}, {}]", m.name(),
+                                shape_str(os), fit.size, fit.size));
+  }
+  return fit;
+}
+
+std::string package_file(const std::string& dir, const std::string& rel) {
+  return (fs::path(dir) / rel).string();
+}
+
+}  // namespace
+
+double peak_rss_mb() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;  // Linux reports KiB
+}
+
+nlohmann::json RenderReport::to_json() const {
+  return {{"frames", frames},
+          {"wall_s", wall_s},
+          {"fps", fps},
+          {"load_ms", load_ms},
+          {"audio_ms", audio_ms},
+          {"prep_ms_per_frame", prep_ms_per_frame},
+          {"infer_ms_per_frame", infer_ms_per_frame},
+          {"composite_ms_per_frame", composite_ms_per_frame},
+          {"encode_ms_per_frame", encode_ms_per_frame},
+          {"peak_rss_mb", peak_rss_mb},
+          {"batch", batch},
+          {"workers", workers},
+          {"threads", threads},
+          {"model_size", model_size},
+          {"audio_mode", audio_mode},
+          {"backend", backend},
+          {"output", output}};
+}
+
+std::string RenderReport::to_text() const {
+  return fmt::format(
+      "rendered {} frames to {} in {:.2f} s: {:.2f} fps (first inference to last frame)\n"
+      "  load {:.0f} ms, audio {:.0f} ms; per frame: prep {:.2f} ms, inference {:.2f} ms, "
+      "composite {:.2f} ms, encode {:.2f} ms\n"
+      "  model {}x{} {} on {}, batch {}, workers {}, threads {}; peak RSS {:.0f} MiB\n",
+      frames, output, wall_s, fps, load_ms, audio_ms, prep_ms_per_frame, infer_ms_per_frame,
+      composite_ms_per_frame, encode_ms_per_frame, model_size, model_size, audio_mode, backend,
+      batch, workers, threads == 0 ? std::string("auto") : std::to_string(threads),
+      peak_rss_mb);
+}
+
+Result<RenderReport> run_render_job(const RenderJobOptions& o) {
+  const auto t_start = Clock::now();
+  RenderReport report;
+  if (o.package_dir.empty()) return BadInput("no avatar package given (--package DIR)");
+  if (o.audio_path.empty() == o.features_path.empty()) {
+    return BadInput("give exactly one of --audio FILE and --features FILE");
+  }
+  if (o.out_path.empty()) return BadInput("no output given (--out FILE.mp4 or --out DIR/)");
+  if (o.batch < 1) return BadInput(fmt::format("--batch must be >= 1, got {}", o.batch));
+  if (o.workers < 1) return BadInput(fmt::format("--workers must be >= 1, got {}", o.workers));
+  if (o.frames == 0 || o.frames < -1) {
+    return BadInput(fmt::format("--frames must be >= 1, got {}", o.frames));
+  }
+  if (o.start_frame < 0) {
+    return BadInput(fmt::format("--start-frame must be >= 0, got {}", o.start_frame));
+  }
+  if (o.image_format != "png" && o.image_format != "jpg") {
+    return BadInput("--format: '" + o.image_format + "' is not png or jpg");
+  }
+  const bool to_dir = o.out_path.back() == '/' || is_directory(o.out_path);
+  const std::string target = strip_trailing_slashes(o.out_path);
+  const bool target_exists = path_exists(target);
+  if (target_exists && !o.overwrite) {
+    return BadInput(target + ": the output exists; pass --overwrite to replace it");
+  }
+  if (target_exists && to_dir != is_directory(target)) {
+    return BadInput(target + (to_dir ? ": exists and is not a directory"
+                                     : ": is a directory; give a file name for MP4 output"));
+  }
+  report.output = target + (to_dir ? "/" : "");
+
+  // The generator first: a bad model fails before seconds of decoding.
+  auto t_load = Clock::now();
+  const std::string generator_path = o.generator_path.empty()
+                                         ? package_file(o.package_dir, "models/generator.onnx")
+                                         : o.generator_path;
+  if (!path_exists(generator_path)) {
+    return BadInput(generator_path + ": generator not found (give --generator FILE.onnx)");
+  }
+  TR_ASSIGN_OR_RETURN(std::shared_ptr<const nn::Model> model, nn::Model::load(generator_path));
+  TR_ASSIGN_OR_RETURN(ModelFit fit, check_generator(*model));
+  nn::SessionOptions so;
+  so.backend = o.backend;
+  so.threads = o.threads;
+  TR_ASSIGN_OR_RETURN(std::unique_ptr<nn::Session> session, nn::Session::create(model, so));
+  double load_ms = ms_since(t_load);
+  report.model_size = fit.size;
+  report.audio_mode = fit.mode.name;
+  report.backend = nn::backend_name(o.backend);
+  if (interrupted()) return Interrupted();
+
+  // Speech -> the padded feature matrix P.
+  auto t_audio = Clock::now();
+  const int64_t window_numel = shape_numel(fit.mode.shape);
+  Tensor features;
+  if (!o.features_path.empty()) {
+    TR_ASSIGN_OR_RETURN(features, audio::read_feature_file(o.features_path, window_numel / 16));
+  } else {
+    if (std::string(fit.mode.name) != "ave") {
+      return BadInput(fmt::format(
+          "{}: a {} generator needs precomputed features (--features); --audio computes "
+          "ave features only",
+          generator_path, fit.mode.name));
+    }
+    const std::string encoder_path =
+        o.audio_encoder_path.empty() ? package_file(o.package_dir, "models/audio_encoder.onnx")
+                                     : o.audio_encoder_path;
+    if (!path_exists(encoder_path)) {
+      return BadInput(encoder_path + ": audio encoder not found (give --audio-encoder FILE)");
+    }
+    TR_ASSIGN_OR_RETURN(std::unique_ptr<audio::AudioEncoder> encoder,
+                        audio::AudioEncoder::load(encoder_path, so));
+    TR_ASSIGN_OR_RETURN(std::vector<float> samples, audio::load_audio(o.audio_path));
+    if (interrupted()) return Interrupted();
+    TR_ASSIGN_OR_RETURN(features, audio::compute_features(samples, encoder->fn()));
+  }
+  report.audio_ms = ms_since(t_audio);
+  const std::string features_name = o.features_path.empty() ? o.audio_path : o.features_path;
+  TR_ASSIGN_OR_RETURN(std::unique_ptr<FeatureWindows> windows,
+                      FeatureWindows::create(features, window_numel, features_name));
+  if (interrupted()) return Interrupted();
+
+  // The avatar, decoded into RAM.
+  t_load = Clock::now();
+  io::PackageOptions po;
+  po.crops_from = o.crops_from_video ? io::CropsFrom::kVideo : io::CropsFrom::kFullFrame;
+  po.decode.threads = o.decode_threads;
+  TR_ASSIGN_OR_RETURN(io::AvatarPackage pkg, io::open_package(o.package_dir, po));
+  auto avatar = std::make_shared<AvatarFrames>();
+  avatar->full = std::move(pkg.frames);
+  avatar->crops = std::move(pkg.crop_frames);
+  for (const auto& r : pkg.rects) avatar->rects.push_back(r.to_cv());
+  load_ms += ms_since(t_load);
+  report.load_ms = load_ms;
+  if (interrupted()) return Interrupted();
+
+  // The output writer, aimed at a staging name when an existing output is to be replaced.
+  const std::string staged = target_exists ? target + ".new-" + std::to_string(::getpid()) : "";
+  const std::string writer_path = staged.empty() ? target : staged;
+  std::unique_ptr<io::FrameWriter> writer;
+  if (to_dir) {
+    io::ImageSequenceOptions io_opts;
+    io_opts.format = o.image_format == "jpg" ? io::ImageFormat::kJpg : io::ImageFormat::kPng;
+    TR_ASSIGN_OR_RETURN(writer, io::create_image_sequence_writer(writer_path, io_opts));
+  } else {
+    io::Mp4Options mp4;
+    mp4.width = pkg.width;
+    mp4.height = pkg.height;
+    mp4.fps_num = pkg.fps_num;
+    mp4.fps_den = pkg.fps_den;
+    mp4.crf = o.crf;
+    mp4.preset = o.preset;
+    mp4.audio_path = o.audio_path;
+    TR_ASSIGN_OR_RETURN(writer, io::create_mp4_writer(writer_path, mp4));
+  }
+  auto sink = std::make_shared<WriterSink>(std::move(writer), target, staged);
+
+  PipelineOptions po2;
+  po2.prep = PrepSettings::for_size(fit.size);
+  po2.order = o.order;
+  po2.start_frame = o.start_frame;
+  po2.frames = o.frames;
+  po2.audio_shape = fit.mode.shape;
+  po2.batch = o.batch;
+  po2.workers = o.workers;
+  auto bar = std::make_shared<ProgressBar>();
+  if (o.progress) po2.on_progress = [bar](int64_t d, int64_t t) { bar->update(d, t); };
+  TR_ASSIGN_OR_RETURN(
+      PipelineStats stats,
+      run_pipeline(avatar, std::move(windows),
+                   std::make_shared<SessionPredictor>(std::move(session)), sink, po2));
+
+  const double n = static_cast<double>(stats.frames);
+  report.frames = stats.frames;
+  report.wall_s = std::chrono::duration<double>(Clock::now() - t_start).count();
+  report.fps = stats.run_s > 0 ? n / stats.run_s : 0;
+  report.prep_ms_per_frame = stats.prep_ms / n;
+  report.infer_ms_per_frame = stats.infer_ms / n;
+  report.composite_ms_per_frame = stats.composite_ms / n;
+  report.encode_ms_per_frame = stats.encode_ms / n;
+  report.batch = o.batch;
+  report.workers = o.workers;
+  report.threads = o.threads;
+  report.peak_rss_mb = peak_rss_mb();
+  return report;
+}
+
+}  // namespace tr::render

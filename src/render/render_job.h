@@ -1,0 +1,80 @@
+// A whole render: avatar package + speech (audio file or precomputed features) + generator
+// -> MP4 or image sequence, with a timing report. Used by `talkrender render` and `demo`.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "nn/nn.h"
+#include "render/render.h"
+
+namespace tr::render {
+
+// The batch size used when --batch is not given: the best measured on the development
+// machine (2-core AMD EPYC, AVX2; see the report of the render component).
+inline constexpr int kDefaultBatch = 4;
+
+struct RenderJobOptions {
+  std::string package_dir;
+  // Speech: exactly one of audio_path (decoded + audio encoder) and features_path
+  // (.bin float32 [T, block] with .json sidecar, or .npy; already the padded matrix P).
+  std::string audio_path;
+  std::string features_path;
+  std::string audio_encoder_path;  // empty: <package>/models/audio_encoder.onnx
+  std::string generator_path;      // empty: <package>/models/generator.onnx
+  bool crops_from_video = false;   // crops_328_video.mp4 instead of crops of the full frame
+
+  // Output: a path ending in '/' or an existing directory is an image sequence.
+  std::string out_path;
+  std::string image_format = "png";  // png | jpg
+  int crf = 20;
+  std::string preset = "veryfast";
+  bool overwrite = false;
+
+  FrameOrder order = FrameOrder::kPingPong;
+  int64_t start_frame = 0;
+  int64_t frames = -1;  // -1: every frame the audio asks for (rows of P)
+
+  int batch = kDefaultBatch;
+  int workers = 2;
+  int threads = 0;  // runtime threads, 0 = one per core
+  nn::BackendKind backend = nn::BackendKind::kCpu;
+  int decode_threads = 0;
+
+  bool progress = false;  // progress bar on stderr
+};
+
+struct RenderReport {
+  int64_t frames = 0;
+  double wall_s = 0;       // the whole job, loading included
+  double fps = 0;          // frames / (first inference -> last frame written)
+  double load_ms = 0;      // package decode + model load
+  double audio_ms = 0;     // audio decode + mel + encoder, or reading the feature file
+  double prep_ms_per_frame = 0;
+  double infer_ms_per_frame = 0;
+  double composite_ms_per_frame = 0;  // summed over workers: CPU time per frame
+  double encode_ms_per_frame = 0;     // time the writer thread spent in the sink
+  double peak_rss_mb = 0;
+  int batch = 0, workers = 0, threads = 0;
+  int model_size = 0;
+  std::string audio_mode;
+  std::string backend;
+  std::string output;
+
+  nlohmann::json to_json() const;
+  std::string to_text() const;  // a few human-readable lines
+};
+
+// Runs the render. Errors: kBadInput for the user's files and flags (naming them),
+// kRuntime for I/O failures, kInterrupted after SIGINT/SIGTERM. On any error nothing is
+// left at the output path (an existing output is kept) and no temporary files remain.
+Result<RenderReport> run_render_job(const RenderJobOptions& opts);
+
+// Peak resident set size of this process in MiB.
+double peak_rss_mb();
+
+}  // namespace tr::render

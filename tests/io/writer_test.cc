@@ -1,0 +1,228 @@
+// MP4 and image-sequence writers: round trips checked with ffprobe/ffmpeg and OpenCV, and
+// the temporary-output rules (nothing left behind on abort).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "io/frame_writer.h"
+#include "io/video_reader.h"
+#include "io_test_util.h"
+
+namespace tr::io {
+namespace {
+
+using test::TempDir;
+namespace fs = std::filesystem;
+
+constexpr int kW = 160, kH = 120;
+
+// A moving gradient with a moving box: compressible but not trivial.
+cv::Mat synthetic_frame(int i, int w = kW, int h = kH) {
+  cv::Mat m(h, w, CV_8UC3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      m.at<cv::Vec3b>(y, x) = cv::Vec3b((x + 2 * i) & 255, (y * 2) & 255, (x + y + i) & 255);
+  cv::rectangle(m, cv::Rect((i * 3) % (w - 20), 30, 20, 20), cv::Scalar(20, 200, 240), cv::FILLED);
+  return m;
+}
+
+size_t count_entries(const std::string& dir) {
+  size_t n = 0;
+  for (auto& e : fs::directory_iterator(dir)) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
+std::string probe(const std::string& args, const std::string& file) {
+  std::string out;
+  test::run_command("ffprobe -v error " + args + " -of csv=p=0 '" + file + "'", &out);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ',')) out.pop_back();
+  return out;
+}
+
+void make_sine(const std::string& path, double seconds, int rate, int channels) {
+  std::string cmd = "ffmpeg -nostdin -v error -y -f lavfi -i sine=frequency=440:sample_rate=" +
+                    std::to_string(rate) + ":duration=" + std::to_string(seconds) + " -ac " +
+                    std::to_string(channels) + " '" + path + "'";
+  ASSERT_EQ(test::run_command(cmd), 0);
+}
+
+struct AudioCase {
+  const char* name;
+  double audio_seconds;  // vs 50 frames = 2.0 s of video
+  int rate, channels;
+  const char* ext;
+};
+
+class Mp4RoundTrip : public ::testing::TestWithParam<AudioCase> {};
+
+TEST_P(Mp4RoundTrip, FramesCodecsAndAudioLength) {
+  const AudioCase& c = GetParam();
+  TempDir tmp;
+  std::string audio = tmp.file(std::string("tone.") + c.ext);
+  make_sine(audio, c.audio_seconds, c.rate, c.channels);
+  std::string out = tmp.file("out.mp4");
+  Mp4Options o;
+  o.width = kW;
+  o.height = kH;
+  o.audio_path = audio;
+  auto w = create_mp4_writer(out, o);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  const int n = 50;
+  std::vector<cv::Mat> written;
+  for (int i = 0; i < n; ++i) {
+    written.push_back(synthetic_frame(i));
+    ASSERT_TRUE((*w)->write_frame(written.back()).ok());
+    EXPECT_FALSE(fs::exists(out)) << "the final name must appear only at finish()";
+  }
+  Status s = (*w)->finish();
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_TRUE(fs::exists(out));
+  EXPECT_EQ(count_entries(tmp.path()), 2u) << "only the audio input and out.mp4";
+
+  EXPECT_EQ(probe("-select_streams v:0 -count_frames -show_entries stream=codec_name,"
+                  "pix_fmt,nb_read_frames",
+                  out),
+            "h264,yuv420p," + std::to_string(n));
+  EXPECT_EQ(probe("-select_streams a:0 -show_entries stream=codec_name", out), "aac");
+  double vdur = std::stod(probe("-select_streams v:0 -show_entries stream=duration", out));
+  double adur = std::stod(probe("-select_streams a:0 -show_entries stream=duration", out));
+  EXPECT_NEAR(vdur, n / 25.0, 1e-6);
+  EXPECT_NEAR(adur, vdur, 1.0 / 25.0) << "audio " << adur << " s vs video " << vdur << " s";
+  std::string errors;
+  EXPECT_EQ(test::run_command("ffmpeg -nostdin -v error -i '" + out + "' -f null - 2>&1", &errors),
+            0);
+  EXPECT_EQ(errors, "");
+
+  // Pixels survive the BGR -> YUV -> H.264 -> BGR trip closely (crf 20).
+  auto decoded = decode_all_frames(out);
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  ASSERT_EQ(decoded->size(), size_t(n));
+  for (int i : {0, n / 2, n - 1}) {
+    double psnr = cv::PSNR((*decoded)[i], written[i]);
+    EXPECT_GT(psnr, 30.0) << "frame " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Audio, Mp4RoundTrip,
+                         ::testing::Values(AudioCase{"longer_wav_trimmed", 3.0, 16000, 1, "wav"},
+                                           AudioCase{"shorter_padded", 1.3, 44100, 2, "wav"},
+                                           AudioCase{"odd_rate_mp3", 2.5, 22050, 2, "mp3"}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Mp4Writer, NoAudioAndNonIntegerFps) {
+  TempDir tmp;
+  std::string out = tmp.file("video only.mp4");
+  Mp4Options o{.width = 64, .height = 48, .fps_num = 30000, .fps_den = 1001};
+  auto w = create_mp4_writer(out, o);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE((*w)->write_frame(synthetic_frame(i, 64, 48)).ok());
+  ASSERT_TRUE((*w)->finish().ok());
+  EXPECT_EQ(probe("-count_frames -show_entries stream=codec_type,nb_read_frames", out), "video,10");
+  EXPECT_EQ(probe("-select_streams v:0 -show_entries stream=r_frame_rate", out), "30000/1001");
+}
+
+TEST(Mp4Writer, AbortAndDestructorLeaveNothing) {
+  TempDir tmp;
+  Mp4Options o{.width = kW, .height = kH};
+  {
+    auto w = create_mp4_writer(tmp.file("a.mp4"), o);
+    ASSERT_TRUE(w.ok());
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE((*w)->write_frame(synthetic_frame(i)).ok());
+    EXPECT_EQ(count_entries(tmp.path()), 1u) << "a temporary file while writing";
+    (*w)->abort();
+    EXPECT_EQ(count_entries(tmp.path()), 0u);
+    EXPECT_FALSE((*w)->write_frame(synthetic_frame(0)).ok());
+  }
+  {
+    auto w = create_mp4_writer(tmp.file("b.mp4"), o);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->write_frame(synthetic_frame(0)).ok());
+  }  // destroyed unfinished
+  EXPECT_EQ(count_entries(tmp.path()), 0u);
+}
+
+TEST(Mp4Writer, RejectsBadInput) {
+  TempDir tmp;
+  EXPECT_FALSE(create_mp4_writer(tmp.file("x.mp4"), {.width = 161, .height = 120}).ok());
+  EXPECT_FALSE(create_mp4_writer(tmp.file("x.mp4"), {.width = kW, .height = kH, .crf = 60}).ok());
+  auto bad_preset =
+      create_mp4_writer(tmp.file("x.mp4"), {.width = kW, .height = kH, .preset = "warp9"});
+  ASSERT_FALSE(bad_preset.ok());
+  EXPECT_NE(bad_preset.error().message.find("warp9"), std::string::npos);
+  auto no_audio = create_mp4_writer(tmp.file("x.mp4"),
+                                    {.width = kW, .height = kH, .audio_path = tmp.file("no.wav")});
+  ASSERT_FALSE(no_audio.ok());
+  EXPECT_EQ(no_audio.error().kind, ErrorKind::kBadInput);
+  EXPECT_NE(no_audio.error().message.find("no.wav"), std::string::npos);
+  EXPECT_EQ(count_entries(tmp.path()), 0u);
+
+  auto w = create_mp4_writer(tmp.file("x.mp4"), {.width = kW, .height = kH});
+  ASSERT_TRUE(w.ok());
+  Status s = (*w)->write_frame(synthetic_frame(0, 64, 48));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("64x48"), std::string::npos) << s.message();
+}
+
+TEST(ImageSequenceWriter, PngIsLosslessAndAppearsAtFinish) {
+  TempDir tmp;
+  std::string dir = tmp.file("frames");
+  auto w = create_frame_writer(dir + "/", {}, "png");
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  std::vector<cv::Mat> written;
+  for (int i = 0; i < 5; ++i) {
+    written.push_back(synthetic_frame(i));
+    ASSERT_TRUE((*w)->write_frame(written.back()).ok());
+  }
+  EXPECT_FALSE(fs::exists(dir));
+  ASSERT_TRUE((*w)->finish().ok());
+  ASSERT_TRUE(fs::is_directory(dir));
+  EXPECT_EQ(count_entries(dir), 5u);
+  EXPECT_EQ(count_entries(tmp.path()), 1u) << "no temporary directory left";
+  for (int i = 0; i < 5; ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, "/frame_%06d.png", i);
+    cv::Mat back = cv::imread(dir + name, cv::IMREAD_COLOR);
+    ASSERT_FALSE(back.empty()) << name;
+    EXPECT_EQ(cv::norm(back, written[i], cv::NORM_INF), 0.0) << name;
+  }
+}
+
+TEST(ImageSequenceWriter, JpegAndAbort) {
+  TempDir tmp;
+  std::string dir = tmp.file("jpgs");
+  {
+    auto w = create_image_sequence_writer(dir, {.format = ImageFormat::kJpg});
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    ASSERT_TRUE((*w)->write_frame(synthetic_frame(0)).ok());
+    ASSERT_TRUE((*w)->finish().ok());
+    cv::Mat back = cv::imread(dir + "/frame_000000.jpg");
+    ASSERT_FALSE(back.empty());
+    EXPECT_GT(cv::PSNR(back, synthetic_frame(0)), 30.0);
+  }
+  {
+    auto again = create_image_sequence_writer(dir);
+    ASSERT_FALSE(again.ok()) << "must not overwrite a non-empty directory";
+    EXPECT_NE(again.error().message.find("not empty"), std::string::npos);
+  }
+  {
+    auto w = create_image_sequence_writer(tmp.file("aborted"));
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->write_frame(synthetic_frame(0)).ok());
+    (*w)->abort();
+  }
+  {
+    auto w = create_image_sequence_writer(tmp.file("dropped"));
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->write_frame(synthetic_frame(0)).ok());
+  }
+  EXPECT_EQ(count_entries(tmp.path()), 1u) << "only the finished jpgs directory";
+}
+
+}  // namespace
+}  // namespace tr::io

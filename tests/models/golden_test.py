@@ -1,0 +1,238 @@
+#!/usr/bin/python3
+"""Model-level golden tests: export a model with tools/export_models.py (PyTorch), run it
+through `talkrender infer` on each backend at each golden batch size, and compare with
+PyTorch's output.
+
+Tolerances: generators max |diff| <= 1e-4 (outputs are in [0, 1]); the encoder
+max |diff| <= 1e-4 * max |golden| (its outputs are unbounded ReLU features).
+
+Run with Debian's Python (/usr/bin/python3: torch, onnx, numpy). Exit 0 all passed,
+1 a case failed, 77 skipped (ctest SKIP_RETURN_CODE): PyTorch/onnx missing, or the
+talkrender binary / its `infer` command not built yet.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+SKIP = 77
+SOURCE_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+EXPORTER = os.path.join(SOURCE_ROOT, 'tools', 'export_models.py')
+MODEL_ARCH = os.path.join(SOURCE_ROOT, 'tools', 'model_arch.py')
+
+GENERATORS = ['gen320-ave', 'gen320-hubert', 'gen320-wenet', 'gen160-ave', 'gen160-hubert',
+              'gen160-wenet']
+
+# case name -> (model, exporter flags). The main cases use --non-saturated weights:
+# with PyTorch's default init a generator's output is a flat ~0.5 image that hides
+# numeric errors; calibrated weights make the output depend on every layer.
+CASES = {}
+for _m in GENERATORS + ['encoder']:
+    CASES[_m] = (_m, ['--non-saturated'])
+# Export variants users produce: every opset the contract names, static and dynamic batch.
+for _m in ['gen320-ave', 'encoder']:
+    for _opset in (11, 13, 17):
+        if _opset != 17:
+            CASES['%s.opset%d' % (_m, _opset)] = (_m, ['--non-saturated', '--opset', str(_opset)])
+        CASES['%s.opset%d-static' % (_m, _opset)] = (_m, [
+            '--non-saturated', '--opset', str(_opset), '--static-batch', '1'])
+    # BatchNormalization nodes left in the graph (the engine must fold them itself).
+    CASES[_m + '.keep-bn'] = (_m, ['--non-saturated', '--keep-batchnorm'])
+# Plain random weights (the contract's section 6 models) and untrained BatchNorm, whose
+# export carries Identity nodes on shared initialisers.
+CASES['gen320-ave.plain'] = ('gen320-ave', [])
+CASES['gen320-ave.untrained-bn'] = ('gen320-ave', ['--untrained-batchnorm'])
+
+GENERATOR_ABS_TOL = 1e-4
+ENCODER_REL_TOL = 1e-4
+
+
+def skip(message):
+    print('SKIP: ' + message)
+    sys.exit(SKIP)
+
+
+def file_digest(*paths):
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, 'rb') as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def export_case(case, workdir, seed):
+    """Exports into workdir/<case>/ unless an export with the same exporter, flags and
+    seed is already there (exports cost tens of seconds on 2 cores)."""
+    model, flags = CASES[case]
+    out_dir = os.path.join(workdir, case)
+    cmd = [sys.executable, EXPORTER, '--out', out_dir, '--models', model, '--seed',
+           str(seed)] + flags
+    stamp = {'cmd': cmd[2:], 'exporter': file_digest(EXPORTER, MODEL_ARCH)}
+    stamp_path = os.path.join(out_dir, 'export.stamp')
+    try:
+        with open(stamp_path) as f:
+            if json.load(f) == stamp:
+                print('[%s] reusing export in %s' % (case, out_dir))
+                return out_dir
+    except (OSError, ValueError):
+        pass
+    os.makedirs(out_dir, exist_ok=True)
+    print('[%s] exporting: %s' % (case, ' '.join(cmd)))
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout.splitlines():
+        print('    ' + line)
+    if proc.returncode != 0:
+        print('FAIL [%s] exporter exited %d' % (case, proc.returncode))
+        return None
+    print('[%s] export took %.1f s' % (case, time.monotonic() - t0))
+    tmp = stamp_path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(stamp, f)
+    os.replace(tmp, stamp_path)
+    return out_dir
+
+
+def find_talkrender(explicit):
+    path = explicit
+    if not path:
+        build = os.environ.get('TALKRENDER_BUILD', os.path.join(SOURCE_ROOT, 'build'))
+        path = os.path.join(build, 'talkrender')
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        skip('%s: the talkrender binary is missing (build the talkrender target)' % path)
+    # The placeholder `infer` answers every call with "is not built yet".
+    proc = subprocess.run([path, 'infer', '--help'], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors='replace')
+    if 'not built yet' in proc.stdout:
+        skip('`talkrender infer` is still a placeholder (%s)' % proc.stdout.strip())
+    return path
+
+
+def compare(model, got, want):
+    """Returns (ok, one-line description)."""
+    import numpy as np
+    if got.shape != want.shape:
+        return False, 'shape %s, expected %s' % (got.shape, want.shape)
+    if got.dtype != np.float32:
+        return False, 'dtype %s, expected float32' % got.dtype
+    if not np.all(np.isfinite(got)):
+        return False, '%d non-finite values' % int(np.sum(~np.isfinite(got)))
+    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    worst = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    max_diff = float(diff[worst])
+    if model == 'encoder':
+        scale = float(np.max(np.abs(want)))
+        tol = ENCODER_REL_TOL * max(scale, 1e-12)
+        kind = 'rel tol %.0e x max|golden| %.4g = %.3g' % (ENCODER_REL_TOL, scale, tol)
+    else:
+        tol = GENERATOR_ABS_TOL
+        kind = 'abs tol %.0e' % tol
+    over = int(np.sum(diff > tol))
+    text = ('max|diff| %.3g (%s) at %s: got %.7g want %.7g; mean|diff| %.3g; %d of %d over' %
+            (max_diff, kind, tuple(int(i) for i in worst), float(got[worst]), float(want[worst]),
+             float(diff.mean()), over, diff.size))
+    return max_diff <= tol, text
+
+
+def run_case(case, workdir, talkrender, backends, seed, timeout, extra_infer_args):
+    import numpy as np
+    model = CASES[case][0]
+    out_dir = export_case(case, workdir, seed)
+    if out_dir is None:
+        return [('export', False)]
+    with open(os.path.join(out_dir, model + '.json')) as f:
+        info = json.load(f)
+    input_names = list(info['inputs'].keys())
+    results = []
+    for batch in info['golden_batches']:
+        prefix = os.path.join(out_dir, '%s.b%d' % (model, batch))
+        want = np.load(prefix + '.output.npy')
+        for backend in backends:
+            label = '%s b%d %s' % (case, batch, backend)
+            got_path = '%s.%s.got.npy' % (prefix, backend)
+            if os.path.exists(got_path):
+                os.unlink(got_path)
+            cmd = [talkrender, 'infer', '--model', os.path.join(out_dir, model + '.onnx')]
+            for name in input_names:
+                cmd += ['--input', '%s=%s.%s.npy' % (name, prefix, name)]
+            cmd += ['--out', got_path, '--backend', backend] + extra_infer_args
+            t0 = time.monotonic()
+            try:
+                proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, errors='replace', timeout=timeout)
+            except subprocess.TimeoutExpired:
+                print('FAIL %-40s infer timed out after %d s: %s' % (label, timeout, ' '.join(cmd)))
+                results.append((label, False))
+                continue
+            seconds = time.monotonic() - t0
+            if proc.returncode != 0:
+                print('FAIL %-40s infer exited %d: %s\n     command: %s' %
+                      (label, proc.returncode, proc.stdout.strip()[-600:], ' '.join(cmd)))
+                results.append((label, False))
+                continue
+            try:
+                got = np.load(got_path, allow_pickle=False)
+            except Exception as e:  # missing or malformed .npy
+                print('FAIL %-40s output %s unreadable: %s' % (label, got_path, e))
+                results.append((label, False))
+                continue
+            ok, text = compare(model, got, want)
+            print('%s %-40s %s [infer %.1f s]' % ('PASS' if ok else 'FAIL', label, text, seconds))
+            if not ok:
+                print('     command: ' + ' '.join(cmd))
+            results.append((label, ok))
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--case', action='append', default=[],
+                    help='case to run (repeatable; default: all); see --list')
+    ap.add_argument('--list', action='store_true', help='print the case names and exit')
+    ap.add_argument('--talkrender', help='the binary (default: $TALKRENDER_BUILD/talkrender)')
+    ap.add_argument('--work', help='export directory (default: '
+                    '$TALKRENDER_BUILD/tests/models)')
+    ap.add_argument('--backends', default='ref,cpu')
+    ap.add_argument('--seed', type=int, default=1234)
+    ap.add_argument('--timeout', type=int, default=600, help='seconds per infer call')
+    ap.add_argument('--infer-arg', action='append', default=[],
+                    help='extra argument for every infer call (repeatable)')
+    args = ap.parse_args()
+    if args.list:
+        print('\n'.join(CASES))
+        return 0
+    cases = args.case or list(CASES)
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        print('error: unknown case(s) %s; see --list' % ', '.join(unknown))
+        return 2
+    try:
+        import numpy  # noqa: F401
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as e:
+        skip('%s lacks torch/onnx/numpy (%s); run with Debian\'s /usr/bin/python3' %
+             (sys.executable, e))
+    talkrender = find_talkrender(args.talkrender)
+    workdir = args.work or os.path.join(
+        os.environ.get('TALKRENDER_BUILD', os.path.join(SOURCE_ROOT, 'build')), 'tests',
+        'models')
+    backends = [b for b in args.backends.split(',') if b]
+    results = []
+    for case in cases:
+        results += run_case(case, workdir, talkrender, backends, args.seed, args.timeout,
+                            args.infer_arg)
+    failed = [label for label, ok in results if not ok]
+    print('%d of %d checks passed' % (len(results) - len(failed), len(results)))
+    for label in failed:
+        print('  failed: ' + label)
+    return 1 if failed or not results else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

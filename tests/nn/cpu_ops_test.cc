@@ -1,0 +1,193 @@
+// The cpu backend against the reference backend, op by op, over a matrix of shapes (kernel
+// sizes, strides, groups, batch 1 and 3, odd sizes, channel counts that are not multiples of
+// the 8-channel block), with fixed seeds and a tolerance per op.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "nn/backend.h"
+#include "nn/ops/infer.h"
+#include "test_util.h"
+
+namespace tr::nn {
+namespace {
+
+using test::Builder;
+using test::max_abs_diff;
+using test::random_tensor;
+using Ints = std::vector<int64_t>;
+
+// Runs `g` on the cpu backend (shapes inferred on a copy) with 2 threads.
+std::vector<Tensor> run_cpu(const Graph& graph, const std::vector<Tensor>& inputs) {
+  Graph g = graph;
+  for (size_t i = 0; i < g.inputs.size(); ++i) {
+    g.values[g.inputs[i]].shape = inputs[i].shape();
+    g.values[g.inputs[i]].shape_known = true;
+  }
+  Status st = infer_shapes(g);
+  EXPECT_TRUE(st.ok()) << st.error().message;
+  if (!st.ok()) return {};
+  auto exe = make_cpu_backend()->compile(g, 2);
+  EXPECT_TRUE(exe.ok()) << exe.error().message;
+  if (!exe.ok()) return {};
+  auto out = (*exe)->run(inputs);
+  EXPECT_TRUE(out.ok()) << out.error().message;
+  if (!out.ok()) return {};
+  // A second run reuses the arena and must give the same result.
+  auto again = (*exe)->run(inputs);
+  EXPECT_TRUE(again.ok());
+  if (again.ok())
+    for (size_t i = 0; i < out->size(); ++i) EXPECT_EQ(max_abs_diff((*out)[i], (*again)[i]), 0.f);
+  return *out;
+}
+
+void expect_matches_reference(const Graph& g, const std::vector<Tensor>& inputs, float tol) {
+  std::vector<Tensor> want = test::run_reference(g, inputs);
+  std::vector<Tensor> got = run_cpu(g, inputs);
+  ASSERT_FALSE(want.empty()) << "the reference backend failed";
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i].shape(), want[i].shape()) << "output " << i;
+    EXPECT_LE(max_abs_diff(got[i], want[i]), tol) << "output " << i;
+  }
+}
+
+struct ConvCase {
+  int64_t batch, cin, cout, h, w, kernel, stride, group;
+  Ints pads;  // top, left, bottom, right
+  bool bias;
+  std::string activation;  // FusedConv activation; "" = plain Conv
+  bool residual;
+};
+
+std::string describe(const ConvCase& c) {
+  return "n" + std::to_string(c.batch) + " c" + std::to_string(c.cin) + "->" +
+         std::to_string(c.cout) + " " + std::to_string(c.h) + "x" + std::to_string(c.w) + " k" +
+         std::to_string(c.kernel) + " s" + std::to_string(c.stride) + " g" +
+         std::to_string(c.group) + " act '" + c.activation + "'" + (c.residual ? " +res" : "");
+}
+
+class CpuConvTest : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(CpuConvTest, MatchesReference) {
+  const ConvCase& c = GetParam();
+  SCOPED_TRACE(describe(c));
+  Builder b;
+  ValueId x = b.input("x", {c.batch, c.cin, c.h, c.w});
+  ValueId w = b.constant(
+      "w", random_tensor({c.cout, c.cin / c.group, c.kernel, c.kernel}, 11, -0.5f, 0.5f));
+  std::vector<ValueId> ins = {x, w};
+  if (c.bias || c.residual)
+    ins.push_back(c.bias ? b.constant("b", random_tensor({c.cout}, 12)) : kNoId);
+  const int64_t oh = (c.h + c.pads[0] + c.pads[2] - c.kernel) / c.stride + 1;
+  const int64_t ow = (c.w + c.pads[1] + c.pads[3] - c.kernel) / c.stride + 1;
+  std::vector<Tensor> inputs = {random_tensor({c.batch, c.cin, c.h, c.w}, 13)};
+  if (c.residual) {
+    ins.push_back(b.input("r", {c.batch, c.cout, oh, ow}));
+    inputs.push_back(random_tensor({c.batch, c.cout, oh, ow}, 14));
+  }
+  std::map<std::string, AttrValue> attrs = {{"kernel_shape", Ints{c.kernel, c.kernel}},
+                                            {"strides", Ints{c.stride, c.stride}},
+                                            {"pads", c.pads},
+                                            {"group", c.group}};
+  const bool fused = !c.activation.empty() || c.residual;
+  if (fused) attrs["activation"] = c.activation == "none" ? std::string() : c.activation;
+  if (c.activation == "LeakyRelu") attrs["alpha"] = 0.1f;
+  b.output(b.op(fused ? OpKind::kFusedConv : OpKind::kConv, ins, attrs));
+  expect_matches_reference(b.g, inputs, 1e-4f);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CpuConvTest,
+    ::testing::Values(
+        // 1x1 (the generator's expand/project convs), odd sizes, ragged channel counts
+        ConvCase{1, 16, 32, 9, 7, 1, 1, 1, {0, 0, 0, 0}, false, "", false},
+        ConvCase{3, 6, 12, 11, 13, 1, 1, 1, {0, 0, 0, 0}, true, "Relu", false},
+        ConvCase{1, 20, 3, 8, 8, 1, 1, 1, {0, 0, 0, 0}, true, "", false},
+        ConvCase{3, 32, 16, 5, 5, 1, 1, 1, {0, 0, 0, 0}, false, "none", true},
+        ConvCase{1, 24, 24, 6, 9, 1, 1, 1, {0, 0, 0, 0}, true, "Relu", true},
+        ConvCase{2, 16, 8, 7, 7, 1, 2, 1, {0, 0, 0, 0}, true, "", false},
+        // depthwise 3x3, stride 1 and 2 (even and odd sizes), ragged channels
+        ConvCase{1, 64, 64, 10, 10, 3, 1, 64, {1, 1, 1, 1}, false, "Relu", false},
+        ConvCase{3, 12, 12, 9, 11, 3, 2, 12, {1, 1, 1, 1}, true, "Relu", false},
+        ConvCase{1, 40, 40, 16, 16, 3, 2, 40, {1, 1, 1, 1}, true, "LeakyRelu", false},
+        // dense 3x3 (the audio path), padding 3 and asymmetric padding, grouped
+        ConvCase{1, 32, 64, 16, 16, 3, 1, 1, {1, 1, 1, 1}, true, "Relu", false},
+        ConvCase{3, 16, 32, 16, 16, 3, 2, 1, {3, 3, 3, 3}, true, "Relu", false},
+        ConvCase{1, 8, 8, 7, 9, 3, 1, 1, {0, 1, 2, 1}, false, "", false},
+        ConvCase{1, 16, 16, 8, 8, 3, 1, 2, {1, 1, 1, 1}, true, "", false},
+        ConvCase{3, 1, 32, 20, 16, 3, 1, 1, {1, 1, 1, 1}, true, "Relu", false},
+        ConvCase{1, 5, 7, 9, 6, 5, 1, 1, {2, 2, 2, 2}, true, "none", true}));
+
+// Resize into a Concat (the decoder's upsample + skip), the in-place path and the copy path.
+struct ResizeConcatCase {
+  int64_t batch, c_up, c_skip, h, w;
+  std::string mode, coord;
+};
+
+class CpuResizeConcatTest : public ::testing::TestWithParam<ResizeConcatCase> {};
+
+TEST_P(CpuResizeConcatTest, MatchesReference) {
+  const ResizeConcatCase& c = GetParam();
+  SCOPED_TRACE(c.mode + " " + c.coord + " c_up " + std::to_string(c.c_up));
+  Builder b;
+  ValueId x = b.input("x", {c.batch, c.c_up, c.h, c.w});
+  ValueId skip = b.input("skip", {c.batch, c.c_skip, 2 * c.h, 2 * c.w});
+  ValueId scales = b.constant("scales", Tensor::f32({4}, {1.f, 1.f, 2.f, 2.f}));
+  ValueId up = b.op(OpKind::kResize, {x, kNoId, scales},
+                    {{"mode", c.mode}, {"coordinate_transformation_mode", c.coord}});
+  b.output(b.op(OpKind::kConcat, {up, skip}, {{"axis", int64_t{1}}}));
+  expect_matches_reference(b.g,
+                           {random_tensor({c.batch, c.c_up, c.h, c.w}, 21),
+                            random_tensor({c.batch, c.c_skip, 2 * c.h, 2 * c.w}, 22)},
+                           1e-5f);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CpuResizeConcatTest,
+    ::testing::Values(ResizeConcatCase{1, 16, 16, 5, 5, "linear", "align_corners"},
+                      ResizeConcatCase{3, 8, 16, 4, 7, "linear", "align_corners"},
+                      ResizeConcatCase{2, 12, 8, 5, 3, "linear", "align_corners"},
+                      ResizeConcatCase{1, 8, 5, 6, 6, "linear", "half_pixel"},
+                      ResizeConcatCase{3, 16, 8, 3, 5, "nearest", "asymmetric"}));
+
+// Element-wise ops, conversions in and out of the blocked layout, a fallback op in the middle
+// of native ones, in-place reuse and a value read after its in-place candidate.
+TEST(CpuGraphTest, MixedNativeAndFallbackOps) {
+  Builder b;
+  ValueId x = b.input("x", {3, 12, 7, 5});
+  ValueId y = b.input("y", {3, 12, 7, 5});
+  ValueId sum = b.op(OpKind::kAdd, {x, y});
+  ValueId act = b.op(OpKind::kRelu, {sum});
+  ValueId neg = b.op(OpKind::kMul, {act, b.constant("k", Tensor::f32({1}, {-0.5f}))});
+  ValueId w = b.constant("w", random_tensor({12, 12, 1, 1}, 31));
+  // act is read by this conv's residual and by the Add below: no in-place accumulation.
+  ValueId conv = b.op(OpKind::kFusedConv, {neg, w, kNoId, act}, {{"activation", std::string()}});
+  ValueId sig = b.op(OpKind::kSigmoid, {conv});
+  ValueId pads = b.constant("pads", Tensor::i64({8}, {0, 0, 0, 0, 0, 0, 0, 0}));
+  ValueId same = b.op(OpKind::kPad, {sig, pads});
+  ValueId total = b.op(OpKind::kAdd, {same, act});
+  ValueId padded =
+      b.op(OpKind::kPad, {total, b.constant("p2", Tensor::i64({8}, {0, 0, 1, 0, 0, 0, 0, 2}))});
+  b.output(total);
+  b.output(b.op(OpKind::kLeakyRelu, {padded}, {{"alpha", 0.2f}}));
+  expect_matches_reference(
+      b.g, {random_tensor({3, 12, 7, 5}, 32), random_tensor({3, 12, 7, 5}, 33)}, 1e-5f);
+}
+
+TEST(CpuGraphTest, WrongInputShapeIsAnError) {
+  Builder b;
+  ValueId x = b.input("x", {1, 8, 4, 4});
+  b.output(b.op(OpKind::kRelu, {x}));
+  Graph g = b.g;
+  ASSERT_TRUE(infer_shapes(g).ok());
+  auto exe = make_cpu_backend()->compile(g, 1);
+  ASSERT_TRUE(exe.ok());
+  auto out = (*exe)->run({random_tensor({1, 8, 4, 5}, 1)});
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.error().message.find("[1, 8, 4, 5]"), std::string::npos) << out.error().message;
+}
+
+}  // namespace
+}  // namespace tr::nn
