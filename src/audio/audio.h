@@ -40,19 +40,19 @@ inline constexpr int kSampleRate = 16000;  // the model's audio rate
 inline constexpr int kFftSize = 800;       // n_fft and window length (50 ms)
 inline constexpr int kHop = 200;           // 12.5 ms: 80 mel frames per second
 inline constexpr int kMelBins = 80;
-inline constexpr int kMelWindow = 16;      // mel frames per encoder window
+inline constexpr int kMelWindow = 16;  // mel frames per encoder window
 inline constexpr int kVideoFps = 25;
-inline constexpr int kFeatureDim = 512;    // audio-encoder output per frame (ave)
-inline constexpr int kContextRows = 16;    // rows of P per generator window: P[i-8 .. i+8)
+inline constexpr int kFeatureDim = 512;  // audio-encoder output per frame (ave)
+inline constexpr int kContextRows = 16;  // rows of P per generator window: P[i-8 .. i+8)
 
 // ---------------------------------------------------------------------------------------
 // Decoding (FFmpeg) and resampling (libsoxr, SOXR_HQ = librosa's default "soxr_hq").
 
 struct AudioInfo {
-  int source_rate = 0;          // the file's sample rate
-  int channels = 0;             // the file's channel count (mixed to mono as their mean)
-  std::string codec;            // FFmpeg codec name
-  int64_t source_samples = 0;   // mono samples decoded at source_rate
+  int source_rate = 0;         // the file's sample rate
+  int channels = 0;            // the file's channel count (mixed to mono as their mean)
+  std::string codec;           // FFmpeg codec name
+  int64_t source_samples = 0;  // mono samples decoded at source_rate
 };
 
 // Decodes any audio FFmpeg reads (wav, mp3, m4a/aac, ogg/opus, flac, ...; any sample format
@@ -82,10 +82,10 @@ class Resampler16k {
   Resampler16k() = default;
   Status drain(const float* x, size_t n, std::vector<float>* out);
   int input_rate_ = 0;
-  void* soxr_ = nullptr;           // soxr_t
+  void* soxr_ = nullptr;  // soxr_t
   int64_t input_total_ = 0;
-  int64_t output_total_ = 0;       // forwarded to the caller
-  std::vector<float> held_;        // produced but not yet allowed out (see push)
+  int64_t output_total_ = 0;  // forwarded to the caller
+  std::vector<float> held_;   // produced but not yet allowed out (see push)
   std::vector<float> scratch_;
 };
 
@@ -112,10 +112,10 @@ class MelStream {
  private:
   void emit_ready(int64_t available_end, std::vector<float>* frames);
   std::unique_ptr<Kernel> kernel_;
-  std::vector<float> buf_;       // pre-emphasised signal with the 400 leading zeros
-  int64_t buf_offset_ = 0;       // index in the padded signal of buf_[0]
-  int64_t samples_ = 0;          // input samples seen
-  float last_sample_ = 0.0f;     // for pre-emphasis across chunks
+  std::vector<float> buf_;    // pre-emphasised signal with the 400 leading zeros
+  int64_t buf_offset_ = 0;    // index in the padded signal of buf_[0]
+  int64_t samples_ = 0;       // input samples seen
+  float last_sample_ = 0.0f;  // for pre-emphasis across chunks
   int64_t emitted_ = 0;
   bool finished_ = false;
 };
@@ -127,8 +127,8 @@ Tensor mel_from_frames(const std::vector<float>& frame_major);
 // Frames and windows (contract steps 8-12).
 
 // n = floor((T - 16) / 80 * 25) + 2, evaluated in IEEE double exactly as the reference
-// Python does (which differs from exact rational arithmetic for some T: T = 384 gives 116, not 117).
-// Error when T < 16 (audio shorter than 3000 samples = 0.1875 s): no window can be formed.
+// Python does (which differs from exact rational arithmetic for some T: T = 384 gives 116, not
+// 117). Error when T < 16 (audio shorter than 3000 samples = 0.1875 s): no window can be formed.
 Result<int64_t> frame_count(int64_t mel_frames);
 
 struct MelSpan {
@@ -144,8 +144,8 @@ Tensor mel_windows(const Tensor& mel, int64_t first, int64_t count);
 using EncoderFn = std::function<Result<Tensor>(const Tensor& batch)>;
 
 struct FeatureOptions {
-  int64_t batch = 64;        // windows per encoder call (bounds memory; fixes grouping)
-  bool repeat_ends = true;   // step 11 padding (SyncTalk_2D); false: P = F (Ultralight)
+  int64_t batch = 64;       // windows per encoder call (bounds memory; fixes grouping)
+  bool repeat_ends = true;  // step 11 padding (SyncTalk_2D); false: P = F (Ultralight)
 };
 
 // F [n, 512] for the mel (batched in groups of opts.batch windows: 0..b-1, b..2b-1, ...).
@@ -154,8 +154,8 @@ Result<Tensor> encode_mel(const Tensor& mel, const EncoderFn& encoder,
 // P from F: [F0, F0..F(n-1), F(n-1)] when repeat_ends, else a copy of F.
 Tensor pad_features(const Tensor& features, bool repeat_ends = true);
 // audio file samples (16 kHz) -> P. Errors from the encoder or a too short input.
-Result<Tensor> compute_features(const std::vector<float>& samples_16k,
-                                const EncoderFn& encoder, const FeatureOptions& opts = {});
+Result<Tensor> compute_features(const std::vector<float>& samples_16k, const EncoderFn& encoder,
+                                const FeatureOptions& opts = {});
 
 // Generator window of output frame i: rows P[i-8 .. i+8), zero rows outside P, written
 // row-major into out (16 x block floats). Valid for any i (all-zero far outside).
@@ -165,7 +165,7 @@ void generator_window_into(const Tensor& P, int64_t frame, float* out);
 Result<Tensor> generator_window(const Tensor& P, int64_t frame, const Shape& audio_shape);
 
 // Block size a model's audio input needs: prod(audio_shape without batch) / 16 (ave 512,
-// hubert 2048, wenet 512). kBadInput if it does not divide.
+// hubert 2048, wenet 8192). kBadInput if it does not divide.
 Result<int64_t> block_size_for(const Shape& audio_shape_without_batch);
 
 // Precomputed features: raw float32 little-endian `.bin` with a `.json` sidecar
@@ -200,13 +200,13 @@ class AudioEncoder {
 // FeatureOptions (the encoder is run on the same groups of windows).
 
 struct StreamOutput {
-  std::vector<float> mel;          // new mel frames, frame-major (80 floats each)
-  int64_t first_mel_frame = 0;     // index of the first frame in `mel` (first call's)
+  std::vector<float> mel;       // new mel frames, frame-major (80 floats each)
+  int64_t first_mel_frame = 0;  // index of the first frame in `mel` (first call's)
   struct Window {
-    int64_t frame;                 // output frame index i (0 .. rows(P) - 1)
-    std::vector<float> data;       // 16 x block floats: P[i-8 .. i+8)
+    int64_t frame;            // output frame index i (0 .. rows(P) - 1)
+    std::vector<float> data;  // 16 x block floats: P[i-8 .. i+8)
   };
-  std::vector<Window> windows;     // new windows, in frame order
+  std::vector<Window> windows;  // new windows, in frame order
   void clear() {
     mel.clear();
     windows.clear();
@@ -227,8 +227,8 @@ class StreamingFrontEnd {
   // End of input: emits everything left. kBadInput if the audio was too short (T < 16).
   Status finish(StreamOutput* out);
 
-  int64_t mel_frames() const;   // emitted so far
-  int64_t frames() const;       // windows emitted so far
+  int64_t mel_frames() const;  // emitted so far
+  int64_t frames() const;      // windows emitted so far
 
   struct Impl;
   explicit StreamingFrontEnd(std::unique_ptr<Impl> impl);

@@ -46,8 +46,7 @@ double sample_at(const AVFrame* f, bool planar, int channels, int c, int i) {
 }
 
 // Mixes one decoded frame to mono (mean of channels) into out.
-Status mix_frame(const AVFrame* f, int channels, std::vector<float>* out,
-                 const std::string& path) {
+Status mix_frame(const AVFrame* f, int channels, std::vector<float>* out, const std::string& path) {
   const auto fmt = static_cast<AVSampleFormat>(f->format);
   const bool planar = av_sample_fmt_is_planar(fmt);
   const int n = f->nb_samples;
@@ -82,9 +81,9 @@ Status mix_frame(const AVFrame* f, int channels, std::vector<float>* out,
           v = sample_at<double>(f, planar, channels, c, i);
           break;
         default:
-          return BadInput(path + ": unsupported sample format " +
-                          std::string(av_get_sample_fmt_name(fmt) ? av_get_sample_fmt_name(fmt)
-                                                                  : "?"));
+          return BadInput(
+              path + ": unsupported sample format " +
+              std::string(av_get_sample_fmt_name(fmt) ? av_get_sample_fmt_name(fmt) : "?"));
       }
       sum += v;
     }
@@ -114,8 +113,8 @@ Status decode_audio(const std::string& path, const MonoSink& sink, AudioInfo* in
   if (!ctx) return RuntimeError(path + ": out of memory allocating a decoder");
   err = avcodec_parameters_to_context(ctx.get(), fmt->streams[stream]->codecpar);
   if (err >= 0) err = avcodec_open2(ctx.get(), codec, nullptr);
-  if (err < 0) return BadInput(path + ": cannot open the " + codec->name +
-                               " decoder: " + av_error_text(err));
+  if (err < 0)
+    return BadInput(path + ": cannot open the " + codec->name + " decoder: " + av_error_text(err));
 
   std::unique_ptr<AVPacket, PacketFreer> pkt(av_packet_alloc());
   std::unique_ptr<AVFrame, FrameFreer> frame(av_frame_alloc());
@@ -219,8 +218,8 @@ Status Resampler16k::drain(const float* x, size_t n, std::vector<float>* /*unuse
   while (true) {
     size_t idone = 0, odone = 0;
     const size_t ilen = x ? n - consumed : 0;
-    soxr_error_t err = soxr_process(s, x ? x + consumed : nullptr, ilen, &idone,
-                                    scratch_.data(), chunk, &odone);
+    soxr_error_t err =
+        soxr_process(s, x ? x + consumed : nullptr, ilen, &idone, scratch_.data(), chunk, &odone);
     if (err) return RuntimeError(std::string("soxr: ") + err);
     consumed += idone;
     held_.insert(held_.end(), scratch_.begin(), scratch_.begin() + odone);
@@ -233,8 +232,7 @@ Status Resampler16k::push(const float* x, size_t n, std::vector<float>* out) {
   if (n == 0) return Status::Ok();
   for (size_t i = 0; i < n; ++i) {
     if (!std::isfinite(x[i])) {
-      return BadInput("audio sample " + std::to_string(input_total_ + i) +
-                      " is NaN or infinite");
+      return BadInput("audio sample " + std::to_string(input_total_ + i) + " is NaN or infinite");
     }
   }
   input_total_ += static_cast<int64_t>(n);
@@ -247,8 +245,8 @@ Status Resampler16k::push(const float* x, size_t n, std::vector<float>* out) {
   // Forward no more than ceil(input so far * 16000 / rate): that never exceeds the final
   // length, so nothing forwarded has to be taken back when finish() trims.
   const int64_t allowed = (input_total_ * kSampleRate + input_rate_ - 1) / input_rate_;
-  const int64_t give = std::min<int64_t>(static_cast<int64_t>(held_.size()),
-                                         allowed - output_total_);
+  const int64_t give =
+      std::min<int64_t>(static_cast<int64_t>(held_.size()), allowed - output_total_);
   if (give > 0) {
     out->insert(out->end(), held_.begin(), held_.begin() + give);
     held_.erase(held_.begin(), held_.begin() + give);

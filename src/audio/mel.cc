@@ -122,7 +122,8 @@ struct MelStream::Kernel {
     for (int m = 0; m < kMelBins; ++m) {
       const FilterBank::Row& row = fb.rows[m];
       double sum = 0.0;
-      for (size_t k = 0; k < row.weights.size(); ++k) sum += row.weights[k] * magnitude[row.first + k];
+      for (size_t k = 0; k < row.weights.size(); ++k)
+        sum += row.weights[k] * magnitude[row.first + k];
       const double db = 20.0 * std::log10(std::max(1e-5, sum)) - 20.0;
       mel_out[m] = static_cast<float>(std::clamp(8.0 * (db + 100.0) / 100.0 - 4.0, -4.0, 4.0));
     }
@@ -190,7 +191,8 @@ Tensor compute_mel(const float* samples, size_t count) {
   const int64_t T = 1 + static_cast<int64_t>(count) / kHop;
   std::vector<float> frames(static_cast<size_t>(T) * kMelBins);
   MelStream::Kernel kernel;
-  for (int64_t t = 0; t < T; ++t) kernel.frame(padded.data() + t * kHop, frames.data() + t * kMelBins);
+  for (int64_t t = 0; t < T; ++t)
+    kernel.frame(padded.data() + t * kHop, frames.data() + t * kMelBins);
   return mel_from_frames(frames);
 }
 

@@ -13,7 +13,7 @@ struct StreamingFrontEnd::Impl {
   FeatureOptions opts;
   std::unique_ptr<Resampler16k> resampler;  // null at 16 kHz
   MelStream mel;
-  std::vector<float> resampled;             // scratch
+  std::vector<float> resampled;  // scratch
 
   // Mel frames kept for windows still to come: frame t is mel_store[(t - mel_base) * 80].
   std::vector<float> mel_store;
@@ -101,7 +101,8 @@ struct StreamingFrontEnd::Impl {
     if (n_final >= 0) TR_RETURN_IF_ERROR(run_pending());  // the last, partial group
     // Mel frames before both the next window's start and T - 16 (a clamped window's
     // start) are never read again.
-    const int64_t keep = std::max<int64_t>(0, std::min(next_window * 16 / 5, mel_total - kMelWindow));
+    const int64_t keep =
+        std::max<int64_t>(0, std::min(next_window * 16 / 5, mel_total - kMelWindow));
     if (keep - mel_base > 4096) {
       mel_store.erase(mel_store.begin(), mel_store.begin() + (keep - mel_base) * kMelBins);
       mel_base = keep;

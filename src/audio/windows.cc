@@ -73,8 +73,7 @@ Result<Tensor> encode_mel(const Tensor& mel, const EncoderFn& encoder, const Fea
     if (interrupted()) return Interrupted();
     const int64_t count = std::min(batch, n - first);
     TR_ASSIGN_OR_RETURN(Tensor out, encoder(mel_windows(mel, first, count)));
-    TR_RETURN_IF_ERROR(
-        copy_encoder_rows(out, count, features.data<float>() + first * kFeatureDim));
+    TR_RETURN_IF_ERROR(copy_encoder_rows(out, count, features.data<float>() + first * kFeatureDim));
   }
   return features;
 }
@@ -127,8 +126,9 @@ Result<Tensor> generator_window(const Tensor& P, int64_t frame, const Shape& aud
   TR_ASSIGN_OR_RETURN(const int64_t block, block_size_for(audio_shape));
   const int64_t have = P.dim(0) ? P.numel() / P.dim(0) : 0;
   if (have != block) {
-    return BadInput("features have " + std::to_string(have) + " floats per row; the model's audio input " +
-                    shape_str(audio_shape) + " needs " + std::to_string(block));
+    return BadInput("features have " + std::to_string(have) +
+                    " floats per row; the model's audio input " + shape_str(audio_shape) +
+                    " needs " + std::to_string(block));
   }
   Tensor w = Tensor::f32(audio_shape);
   generator_window_into(P, frame, w.data<float>());
@@ -138,7 +138,8 @@ Result<Tensor> generator_window(const Tensor& P, int64_t frame, const Shape& aud
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Shape from the .json sidecar: {"shape": [R, ...]} (the sample package also has
@@ -158,10 +159,10 @@ Result<Shape> read_sidecar_shape(const std::string& json_path) {
     shape.push_back(d.get<int64_t>());
   }
   if (shape.size() < 2) return BadInput(json_path + ": \"shape\" must have at least 2 dimensions");
-  if (j.contains("num_frames") && (!j["num_frames"].is_number_integer() ||
-                                   j["num_frames"].get<int64_t>() != shape[0])) {
-    return BadInput(json_path + ": \"num_frames\" disagrees with \"shape\"[0] = " +
-                    std::to_string(shape[0]));
+  if (j.contains("num_frames") &&
+      (!j["num_frames"].is_number_integer() || j["num_frames"].get<int64_t>() != shape[0])) {
+    return BadInput(json_path +
+                    ": \"num_frames\" disagrees with \"shape\"[0] = " + std::to_string(shape[0]));
   }
   const int64_t block = shape_numel(shape) / std::max<int64_t>(1, shape[0]);
   if (j.contains("feature_size") && shape[0] > 0 &&
@@ -178,7 +179,8 @@ Result<Tensor> read_feature_file(const std::string& path, int64_t expected_block
   Tensor t;
   if (ends_with(path, ".npy")) {
     TR_ASSIGN_OR_RETURN(t, read_npy(path));
-    if (t.dtype() != DType::kFloat32) return BadInput(path + ": features must be float32 or float64");
+    if (t.dtype() != DType::kFloat32)
+      return BadInput(path + ": features must be float32 or float64");
     if (t.rank() < 2 || t.dim(0) == 0) {
       return BadInput(path + ": features must be [rows, ...] with at least one row, got " +
                       shape_str(t.shape()));
@@ -202,8 +204,8 @@ Result<Tensor> read_feature_file(const std::string& path, int64_t expected_block
                       " bytes (float32 " + shape_str(Shape(shape.begin() + 1, shape.end())) + ")");
     }
     if (static_cast<int64_t>(bytes.size()) != shape_numel(shape) * 4) {
-      return BadInput(path + ": holds " + std::to_string(bytes.size() / row_bytes) +
-                      " rows but " + json_path + " says " + shape_str(shape));
+      return BadInput(path + ": holds " + std::to_string(bytes.size() / row_bytes) + " rows but " +
+                      json_path + " says " + shape_str(shape));
     }
     if (shape[0] == 0) return BadInput(path + ": no feature rows");
     t = Tensor::f32(shape);

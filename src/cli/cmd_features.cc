@@ -34,8 +34,10 @@ int cmd_features(int argc, char** argv) {
   app.add_option("--audio-encoder", encoder_path, "audio encoder .onnx ([B,1,80,16] -> [B,512])")
       ->required();
   app.add_option("--out", out_path, "output .npy, [n + 2, 512] float32")->required();
-  app.add_option("--batch", batch, "encoder windows per run (bounds memory)")->capture_default_str();
-  app.add_option("--backend", backend, "model runtime backend: cpu, ref, cuda")->capture_default_str();
+  app.add_option("--batch", batch, "encoder windows per run (bounds memory)")
+      ->capture_default_str();
+  app.add_option("--backend", backend, "model runtime backend: cpu, ref, cuda")
+      ->capture_default_str();
   app.add_option("--threads", threads, "runtime threads (0 = one per core)")->capture_default_str();
   app.add_flag("--no-pad", no_pad, "write F [n, 512] without repeating the first and last rows");
   try {
@@ -67,10 +69,10 @@ int cmd_features(int argc, char** argv) {
   opts.repeat_ends = !no_pad;
   const auto t2 = std::chrono::steady_clock::now();
   auto features = audio::encode_mel(mel, (*encoder)->fn(), opts);
-  if (!features.ok()) return fail(features.error().message.rfind(audio_path, 0) == 0
-                                      ? features.error()
-                                      : Error{features.error().kind,
-                                              audio_path + ": " + features.error().message});
+  if (!features.ok())
+    return fail(features.error().message.rfind(audio_path, 0) == 0
+                    ? features.error()
+                    : Error{features.error().kind, audio_path + ": " + features.error().message});
   const double encode_s = seconds_since(t2);
   const Tensor padded = audio::pad_features(*features, opts.repeat_ends);
   Status st = write_npy(out_path, padded);
@@ -81,10 +83,11 @@ int cmd_features(int argc, char** argv) {
               audio_path.c_str(), audio_s, static_cast<long long>(mel.dim(1)),
               static_cast<long long>(features->dim(0)), static_cast<long long>(padded.dim(0)),
               out_path.c_str());
-  std::printf("time: decode+resample %.3f s, mel %.3f s, encoder %.3f s (%s, batch %lld); "
-              "mel+encoder %.3f s = real-time factor %.4f\n",
-              decode_s, mel_s, encode_s, backend.c_str(), static_cast<long long>(batch),
-              mel_s + encode_s, (mel_s + encode_s) / audio_s);
+  std::printf(
+      "time: decode+resample %.3f s, mel %.3f s, encoder %.3f s (%s, batch %lld); "
+      "mel+encoder %.3f s = real-time factor %.4f\n",
+      decode_s, mel_s, encode_s, backend.c_str(), static_cast<long long>(batch), mel_s + encode_s,
+      (mel_s + encode_s) / audio_s);
   return 0;
 }
 

@@ -10,9 +10,10 @@
 namespace tr::cli {
 
 int cmd_mel(int argc, char** argv) {
-  CLI::App app{"Audio file -> normalised mel spectrogram [80, T] float32 (.npy), "
-               "model contract section 4 steps 1-7.",
-               "talkrender mel"};
+  CLI::App app{
+      "Audio file -> normalised mel spectrogram [80, T] float32 (.npy), "
+      "model contract section 4 steps 1-7.",
+      "talkrender mel"};
   std::string audio_path, out_path;
   app.add_option("--audio", audio_path, "audio file (anything FFmpeg decodes)")->required();
   app.add_option("--out", out_path, "output .npy, [80, T] float32")->required();

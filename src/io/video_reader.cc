@@ -11,6 +11,9 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <limits>
+#include <cstdlib>
+#include <sys/mman.h>
 
 #include "io/av_util.h"
 
@@ -329,11 +332,57 @@ class ConversionPool {
 
 }  // namespace
 
+namespace {
+
+// All frames of a video in one allocation, each followed by spare rows (see
+// allocate_bgr_frame). Filling gigabytes of fresh memory is dominated by page faults, so
+// the region asks for transparent huge pages (512x fewer faults where the kernel allows).
+class FrameArena {
+ public:
+  void allocate(int64_t count, int rows, int cols) {
+    const size_t row_bytes = static_cast<size_t>(cols) * 3;
+    const int slot_rows = rows + static_cast<int>((kWritePadding + row_bytes - 1) / row_bytes);
+    if (count * slot_rows > std::numeric_limits<int>::max()) return;
+    try {
+      storage_ = cv::Mat(static_cast<int>(count * slot_rows), cols, CV_8UC3);
+    } catch (const cv::Exception&) {
+      return;  // out of memory: frames are allocated one by one (and will fail there)
+    }
+    const uintptr_t huge = 2u << 20;
+    uintptr_t begin = (reinterpret_cast<uintptr_t>(storage_.data) + huge - 1) & ~(huge - 1);
+    uintptr_t end = reinterpret_cast<uintptr_t>(storage_.data) + storage_.total() * 3;
+    if (end > begin + huge && !std::getenv("TR_NO_HUGE"))
+      madvise(reinterpret_cast<void*>(begin), (end - begin) & ~(huge - 1), MADV_HUGEPAGE);
+    count_ = count;
+    rows_ = rows;
+    cols_ = cols;
+    slot_rows_ = slot_rows;
+  }
+
+  // Frame k's storage: a slot of the arena, or a separate buffer if it does not fit.
+  cv::Mat frame(int64_t k, int rows, int cols) {
+    if (k >= count_ || rows != rows_ || cols != cols_) return allocate_bgr_frame(rows, cols);
+    const int first = static_cast<int>(k * slot_rows_);
+    return storage_.rowRange(first, first + rows);
+  }
+
+ private:
+  cv::Mat storage_;
+  int64_t count_ = 0;
+  int rows_ = 0, cols_ = 0, slot_rows_ = 0;
+};
+
+}  // namespace
+
 Result<std::vector<cv::Mat>> decode_all_frames(const std::string& path, const DecodeOptions& opts) {
   VideoReader::Impl impl;
   TR_RETURN_IF_ERROR(impl.open(path, opts, /*open_decoder=*/true));
   std::vector<cv::Mat> frames;
-  if (impl.info.frame_count > 0) frames.reserve(impl.info.frame_count);
+  FrameArena arena;
+  if (impl.info.frame_count > 0) {
+    frames.reserve(impl.info.frame_count);
+    if (!std::getenv("TR_NO_ARENA")) arena.allocate(impl.info.frame_count, impl.info.height, impl.info.width);
+  }
   ConversionPool pool(av::thread_count(opts.threads), path);
   Status decode_status;
   for (;;) {
@@ -349,7 +398,7 @@ Result<std::vector<cv::Mat>> decode_all_frames(const std::string& path, const De
       decode_status = RuntimeError(path + ": out of memory");
       break;
     }
-    frames.push_back(allocate_bgr_frame(ref->height, ref->width));
+    frames.push_back(arena.frame(static_cast<int64_t>(frames.size()), ref->height, ref->width));
     pool.push(ref, frames.back());
   }
   Status convert_status = pool.close();

@@ -46,9 +46,9 @@ double relative_diff(const Tensor& a, const Tensor& b) {
   return den > 0 ? num / den : num;
 }
 
-#define REQUIRE_ENCODER(dir)                          \
-  std::string why_;                                   \
-  const std::string dir = encoder_dir(&why_);         \
+#define REQUIRE_ENCODER(dir)                  \
+  std::string why_;                           \
+  const std::string dir = encoder_dir(&why_); \
   if (dir.empty()) GTEST_SKIP() << why_
 
 TEST(Encoder, MatchesPyTorchGoldens) {
@@ -80,7 +80,7 @@ std::vector<float> talk_excerpt(double seconds) {
 
 TEST(Encoder, FeaturesFromMelMatchReference) {
   REQUIRE_ENCODER(dir);
-  const std::vector<float> samples = talk_excerpt(6.3);
+  const std::vector<float> samples = talk_excerpt(3.3);
   if (samples.empty()) GTEST_SKIP() << "shared data audio/talk_hb.wav not found";
   auto enc = AudioEncoder::load(dir + "/encoder.onnx");
   ASSERT_TRUE(enc.ok()) << enc.error().message;
@@ -119,7 +119,7 @@ TEST(Encoder, FeaturesFromMelMatchReference) {
 
 TEST(Encoder, FeaturesFromAudioMatchReference) {
   REQUIRE_ENCODER(dir);
-  const std::vector<float> samples = talk_excerpt(4.1);
+  const std::vector<float> samples = talk_excerpt(2.5);
   if (samples.empty()) GTEST_SKIP() << "shared data audio/talk_hb.wav not found";
   const std::string tmp = test::temp_dir();
   test::write_wav_pcm16(tmp + "/clip.wav", samples, kSampleRate);  // int16 round-trips exactly
@@ -131,11 +131,12 @@ TEST(Encoder, FeaturesFromAudioMatchReference) {
   auto P = compute_features(*clip, (*enc)->fn());
   ASSERT_TRUE(P.ok()) << P.error().message;
   std::string out;
-  ASSERT_EQ(test::run_command("/usr/bin/python3 " + test::source_root() +
-                                  "/tools/audio_reference.py features --encoder " + dir +
-                                  "/encoder.onnx --audio " + tmp + "/clip.wav --out " + tmp + "/P.npy",
-                              &out),
-            0)
+  ASSERT_EQ(
+      test::run_command("/usr/bin/python3 " + test::source_root() +
+                            "/tools/audio_reference.py features --encoder " + dir +
+                            "/encoder.onnx --audio " + tmp + "/clip.wav --out " + tmp + "/P.npy",
+                        &out),
+      0)
       << out;
   auto want = read_npy(tmp + "/P.npy");
   ASSERT_TRUE(want.ok());

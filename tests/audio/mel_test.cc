@@ -16,8 +16,8 @@ namespace {
 
 using test::shared_file;
 
-#define REQUIRE_SHARED(var, rel)                                                   \
-  const std::string var = shared_file(rel);                                        \
+#define REQUIRE_SHARED(var, rel)            \
+  const std::string var = shared_file(rel); \
   if (var.empty()) GTEST_SKIP() << "shared data " rel " not found (set TALKRENDER_SHARED)"
 
 Tensor mel_of(const std::string& path, AudioInfo* info = nullptr) {
@@ -35,10 +35,11 @@ TEST(Mel, TalkMatchesNumpyReference) {
   EXPECT_EQ(info.channels, 1);
   const std::string ref_path = test::temp_dir() + "/ref_mel.npy";
   std::string out;
-  ASSERT_EQ(test::run_command("/usr/bin/python3 " + test::source_root() +
-                                  "/tools/audio_reference.py mel --audio " + wav + " --out " + ref_path,
-                              &out),
-            0)
+  ASSERT_EQ(
+      test::run_command("/usr/bin/python3 " + test::source_root() +
+                            "/tools/audio_reference.py mel --audio " + wav + " --out " + ref_path,
+                        &out),
+      0)
       << out;
   auto ref = read_npy(ref_path);
   ASSERT_TRUE(ref.ok()) << ref.error().message;
@@ -107,14 +108,18 @@ TEST(Mel, ResampledAndReencodedCopies) {
   };
   const Copy copies[] = {
       {"48k_s24.wav", resample + "-ar 48000 -c:a pcm_s24le"},
-      {"44k1_stereo.wav", resample + "-ar 44100 -ac 2 -c:a pcm_s16le"},
+      // pan keeps both channels at full level (-ac 2 would upmix at -3 dB).
+      {"44k1_stereo.wav",
+       " -af \"pan=stereo|c0=c0|c1=c0,aresample=resampler=soxr:precision=28\" -ar 44100 "
+       "-c:a pcm_s16le"},
       {"44k1_192k.mp3", resample + "-ar 44100 -c:a libmp3lame -b:a 192k"},
       {"8k.wav", resample + "-ar 8000 -c:a pcm_s16le"},
   };
   for (const Copy& c : copies) {
     const std::string path = dir + "/" + c.name;
     std::string out;
-    ASSERT_EQ(test::run_command("ffmpeg -y -v error -i " + wav + c.args + " " + path, &out), 0) << out;
+    ASSERT_EQ(test::run_command("ffmpeg -y -v error -i " + wav + c.args + " " + path, &out), 0)
+        << out;
     AudioInfo info;
     const Tensor mel = mel_of(path, &info);
     ASSERT_GE(mel.dim(1), 16) << c.name;
@@ -250,7 +255,8 @@ TEST(Cli, MelCommand) {
   for (size_t i = 0; i < tone.size(); ++i) tone[i] = 0.2f * std::sin(i * 0.2f);
   test::write_wav_pcm16(dir + "/tone.wav", tone, 16000);
   std::string out;
-  ASSERT_EQ(test::run_command(exe + " mel --audio " + dir + "/tone.wav --out " + dir + "/m.npy", &out), 0)
+  ASSERT_EQ(
+      test::run_command(exe + " mel --audio " + dir + "/tone.wav --out " + dir + "/m.npy", &out), 0)
       << out;
   auto written = read_npy(dir + "/m.npy");
   ASSERT_TRUE(written.ok());
@@ -258,7 +264,9 @@ TEST(Cli, MelCommand) {
   ASSERT_EQ(written->shape(), direct.shape());
   EXPECT_EQ(test::max_abs_diff(*written, direct), 0.0f);
 
-  EXPECT_EQ(test::run_command(exe + " mel --audio " + dir + "/nope.wav --out " + dir + "/x.npy", &out), 2);
+  EXPECT_EQ(
+      test::run_command(exe + " mel --audio " + dir + "/nope.wav --out " + dir + "/x.npy", &out),
+      2);
   EXPECT_NE(out.find(dir + "/nope.wav"), std::string::npos) << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_EQ(test::run_command(exe + " mel --audio " + dir + "/tone.wav", &out), 2);  // no --out

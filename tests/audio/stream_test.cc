@@ -95,16 +95,20 @@ TEST(Stream, ChunkedEqualsWholeFileBitForBit) {
     const std::string b = " (batch " + std::to_string(batch) + ")";
     for (size_t fixed : {size_t{1}, size_t{320}, size_t{16000}}) {
       if (fixed == 1 && batch != 1) continue;  // the slowest case once is enough
-      check_stream(samples, whole, opts, [fixed] { return fixed; }, "chunks of " + std::to_string(fixed) + b);
+      check_stream(
+          samples, whole, opts, [fixed] { return fixed; },
+          "chunks of " + std::to_string(fixed) + b);
     }
     std::mt19937 rng(42 + batch);
     std::uniform_int_distribution<size_t> size(1, 9000);
-    check_stream(samples, whole, opts, [&] { return size(rng); }, "random chunks" + b);
+    check_stream(
+        samples, whole, opts, [&] { return size(rng); }, "random chunks" + b);
   }
   FeatureOptions unpadded;
   unpadded.repeat_ends = false;
   const Whole whole = whole_file(samples, unpadded);
-  check_stream(samples, whole, unpadded, [] { return size_t{777}; }, "no padding");
+  check_stream(
+      samples, whole, unpadded, [] { return size_t{777}; }, "no padding");
 }
 
 TEST(Stream, EmitsWithinTheDocumentedLookahead) {
@@ -171,7 +175,8 @@ TEST(Stream, RawRateInputEqualsWholeFile) {
     mel.insert(mel.end(), out.mel.begin(), out.mel.end());
     const Tensor streamed = mel_from_frames(mel);
     ASSERT_EQ(streamed.shape(), whole_mel.shape()) << "chunk " << chunk;
-    EXPECT_EQ(std::memcmp(streamed.raw(), whole_mel.raw(), whole_mel.nbytes()), 0) << "chunk " << chunk;
+    EXPECT_EQ(std::memcmp(streamed.raw(), whole_mel.raw(), whole_mel.nbytes()), 0)
+        << "chunk " << chunk;
   }
 }
 

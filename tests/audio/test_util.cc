@@ -104,7 +104,8 @@ void write_wav_pcm16(const std::string& path, const std::vector<float>& mono, in
   std::vector<int16_t> pcm(mono.size());
   for (size_t i = 0; i < mono.size(); ++i) {
     // x 32768, as decoders divide: int16 input round-trips exactly.
-    pcm[i] = static_cast<int16_t>(std::lround(std::fmax(-32768.0f, std::fmin(32767.0f, mono[i] * 32768.0f))));
+    pcm[i] = static_cast<int16_t>(
+        std::lround(std::fmax(-32768.0f, std::fmin(32767.0f, mono[i] * 32768.0f))));
   }
   write_wav(path, pcm.data(), static_cast<uint32_t>(pcm.size() * 2), rate, 1, 16, 1);
 }

@@ -36,10 +36,10 @@ float max_abs_diff(const Tensor& a, const Tensor& b);
 struct OnnxNode {
   std::string op_type;
   std::vector<std::string> inputs, outputs;
-  std::map<std::string, int64_t> int_attrs;
-  std::map<std::string, std::vector<int64_t>> ints_attrs;
-  std::map<std::string, std::string> string_attrs;
-  std::map<std::string, float> float_attrs;
+  std::map<std::string, int64_t> int_attrs = {};
+  std::map<std::string, std::vector<int64_t>> ints_attrs = {};
+  std::map<std::string, std::string> string_attrs = {};
+  std::map<std::string, float> float_attrs = {};
 };
 struct OnnxSpec {
   std::vector<std::pair<std::string, Shape>> inputs;  // float32; -1 = dynamic

@@ -19,6 +19,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -78,6 +80,11 @@ class CpuExecutable final : public Executable {
   std::vector<Store> stores_;
   std::vector<Tensor> plain_;  // NCHW tensors: inputs, constants, fallback values
   std::vector<std::function<Status()>> steps_;
+  // TR_CPU_PROFILE=1: per-step wall time, summed over runs and printed when destroyed.
+  std::vector<std::string> step_labels_;
+  std::vector<double> step_ms_;
+  int profiled_runs_ = 0;
+  ~CpuExecutable() override;
   std::shared_ptr<uint8_t> arena_;
   memory scratchpad_;
   struct InputSlot {
@@ -111,7 +118,18 @@ Result<std::vector<Tensor>> CpuExecutable::run(const std::vector<Tensor>& inputs
   omp_set_num_threads(threads_);
   std::vector<Tensor> outs;
   try {
-    for (auto& step : steps_) TR_RETURN_IF_ERROR(step());
+    if (step_ms_.empty()) {
+      for (auto& step : steps_) TR_RETURN_IF_ERROR(step());
+    } else {
+      ++profiled_runs_;
+      for (size_t i = 0; i < steps_.size(); ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        TR_RETURN_IF_ERROR(steps_[i]());
+        step_ms_[i] += std::chrono::duration<double, std::milli>(
+                           std::chrono::steady_clock::now() - t0)
+                           .count();
+      }
+    }
     for (OutputSlot& o : outputs_) {
       if (o.store < 0) {
         outs.push_back(plain_[o.plain_slot].clone());
@@ -129,6 +147,20 @@ Result<std::vector<Tensor>> CpuExecutable::run(const std::vector<Tensor>& inputs
   // Inputs are the caller's: drop our references.
   for (const InputSlot& in : inputs_) plain_[in.plain_slot] = Tensor();
   return outs;
+}
+
+CpuExecutable::~CpuExecutable() {
+  if (profiled_runs_ == 0) return;
+  std::vector<size_t> order(steps_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return step_ms_[a] > step_ms_[b]; });
+  double total = 0;
+  for (double t : step_ms_) total += t;
+  std::fprintf(stderr, "[cpu] profile of %s over %d runs: %.1f ms per run\n", name_.c_str(),
+               profiled_runs_, total / profiled_runs_);
+  for (size_t i : order)
+    std::fprintf(stderr, "[cpu] %8.2f ms %5.1f%%  %s\n", step_ms_[i] / profiled_runs_,
+                 100 * step_ms_[i] / total, step_labels_[i].c_str());
 }
 
 // Builds a CpuExecutable from a graph, node by node.
@@ -164,6 +196,7 @@ class Compiler {
   void add_step(std::function<Status()> f, const std::vector<int>& stores_touched) {
     for (int s : stores_touched) touch(s, cur_step());
     ex_.steps_.push_back(std::move(f));
+    ex_.step_labels_.push_back(label_);
   }
 
   // The value's nChw8c store, adding an NCHW -> nChw8c conversion on first need.
@@ -185,6 +218,8 @@ class Compiler {
   Status add_dnnl_step(const Node& n, const dnnl::primitive_desc_base& pd, dnnl::primitive prim,
                        std::vector<std::pair<int, int>> store_args,
                        std::vector<std::pair<int, memory>> fixed_args);
+  std::vector<NodeId> absorb_eltwise(dnnl::post_ops& po, ValueId* y) const;
+  NodeId fusable_depthwise(const ConvParams& p, ValueId y) const;
   Status compile_conv(size_t index, const Node& n);
   Status compile_eltwise(size_t index, const Node& n);
   Status compile_add(size_t index, const Node& n);
@@ -205,6 +240,7 @@ class Compiler {
   // Concat destination slices that a Resize writes straight into: resize output -> concat.
   std::unordered_map<ValueId, std::pair<int, int64_t>> slice_of_;  // store, float offset
   size_t scratch_bytes_ = 0;
+  std::string label_;  // the node being compiled, for profiles
 };
 
 int Compiler::need_blocked(ValueId v) {
@@ -266,21 +302,46 @@ Status Compiler::add_dnnl_step(const Node& n, const dnnl::primitive_desc_base& p
   return Status();
 }
 
-// Conv / FusedConv (+ a trailing activation that alone reads it) as one oneDNN convolution.
-Status Compiler::compile_conv(size_t index, const Node& n) {
-  const ValueId x = n.input(0), w = n.input(1), b = n.input(2);
-  const ValueId residual = n.op == OpKind::kFusedConv ? n.input(3) : kNoId;
-  TR_ASSIGN_OR_RETURN(ConvParams p, conv_params(n, shape(x), shape(w)));
-  const Tensor& weights = g_.values[w].constant;
-
-  dnnl::post_ops po;
-  if (residual != kNoId) po.append_sum(1.f);
+void append_activation(dnnl::post_ops& po, const ConvParams& p) {
   if (p.activation == Activation::kRelu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0, 0);
   if (p.activation == Activation::kLeakyRelu)
     po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, p.alpha, 0);
-  ValueId y = n.output(0);
-  // Absorb element-wise nodes that alone read the conv's output.
-  for (NodeId r = sole_reader(y); r != kNoId; r = sole_reader(y)) {
+}
+
+// A constant weight tensor, reordered once into the layout `md` that a primitive asks for.
+memory reordered_weights(const dnnl::engine& eng, const Tensor& w, const memory::desc& user_md,
+                         const memory::desc& md) {
+  memory out(md, eng);
+  memory user(user_md, eng, const_cast<void*>(w.raw()));
+  dnnl::stream s(eng);
+  dnnl::reorder(user, out).execute(s, user, out);
+  s.wait();
+  return out;
+}
+
+memory bias_memory(const dnnl::engine& eng, const Graph& g, ValueId b, int64_t channels) {
+  memory out(memory::desc({channels}, DataType::f32, Tag::x), eng);
+  float* bias = static_cast<float*>(out.get_data_handle());
+  if (b != kNoId)
+    std::memcpy(bias, g.values[b].constant.raw(), sizeof(float) * channels);
+  else
+    std::fill_n(bias, channels, 0.f);
+  return out;
+}
+
+memory::desc user_weights_desc(const ConvParams& p) {
+  if (p.group == 1)
+    return memory::desc({p.out_c, p.in_c, p.kernel_h, p.kernel_w}, DataType::f32, Tag::oihw);
+  return memory::desc(
+      {p.group, p.out_c_per_group(), p.in_c_per_group(), p.kernel_h, p.kernel_w},
+      DataType::f32, Tag::goihw);
+}
+
+// Appends the element-wise nodes that alone read `*y` (a Relu / LeakyRelu / Sigmoid chain)
+// to `po`, moving `*y` to the chain's end; returns the nodes absorbed.
+std::vector<NodeId> Compiler::absorb_eltwise(dnnl::post_ops& po, ValueId* y) const {
+  std::vector<NodeId> absorbed;
+  for (NodeId r = sole_reader(*y); r != kNoId; r = sole_reader(*y)) {
     const Node& next = g_.nodes[r];
     if (next.op == OpKind::kRelu) {
       po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0, 0);
@@ -291,43 +352,103 @@ Status Compiler::compile_conv(size_t index, const Node& n) {
     } else {
       break;
     }
-    done_[r] = true;
-    y = next.output(0);
+    absorbed.push_back(r);
+    *y = next.output(0);
   }
-  dnnl::primitive_attr attr;
-  attr.set_post_ops(po);
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return absorbed;
+}
 
-  const memory::desc src_md = blocked_desc(shape(x));
-  const memory::desc dst_md = blocked_desc(shape(y));
-  memory::dims wdims = p.group == 1
-                           ? memory::dims{p.out_c, p.in_c, p.kernel_h, p.kernel_w}
-                           : memory::dims{p.group, p.out_c_per_group(), p.in_c_per_group(),
-                                          p.kernel_h, p.kernel_w};
-  const Tag wtag = p.group == 1 ? Tag::oihw : Tag::goihw;
-  const memory::desc w_user_md(wdims, DataType::f32, wtag);
-  const memory::desc w_any_md(wdims, DataType::f32, Tag::any);
-  const memory::desc bias_md({p.out_c}, DataType::f32, Tag::x);
-  dnnl::convolution_forward::desc desc(
-      dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md, w_any_md,
-      bias_md, dst_md, {p.stride_h, p.stride_w}, {p.pad_top, p.pad_left},
-      {p.pad_bottom, p.pad_right});
-  dnnl::convolution_forward::primitive_desc pd(desc, attr, ex_.eng_);
+// The depthwise 3x3 conv that alone reads a 1x1 conv's output `y` and that oneDNN can fuse
+// into it (the append_dw post-op: pad 1, stride 1 or 2, no residual); kNoId when none.
+NodeId Compiler::fusable_depthwise(const ConvParams& p, ValueId y) const {
+  static const bool enabled = [] {
+    const char* e = std::getenv("TR_CPU_FUSE_DW");
+    return !e || std::string(e) != "0";
+  }();
+  if (!enabled || p.group != 1 || p.kernel_h != 1 || p.kernel_w != 1 || p.stride_h != 1 ||
+      p.stride_w != 1 || p.pad_top || p.pad_left || p.pad_bottom || p.pad_right)
+    return kNoId;
+  const NodeId r = sole_reader(y);
+  if (r == kNoId) return kNoId;
+  const Node& dw = g_.nodes[r];
+  if ((dw.op != OpKind::kConv && dw.op != OpKind::kFusedConv) || dw.input(0) != y ||
+      (dw.op == OpKind::kFusedConv && dw.input(3) != kNoId) ||
+      !g_.values[dw.input(1)].is_constant() ||
+      (dw.input(2) != kNoId && !g_.values[dw.input(2)].is_constant()))
+    return kNoId;
+  auto q = conv_params(dw, shape(y), shape(dw.input(1)));
+  if (!q.ok() || !q->is_depthwise() || q->kernel_h != 3 || q->kernel_w != 3 ||
+      q->stride_h != q->stride_w || q->stride_h > 2 || q->pad_top != 1 || q->pad_left != 1 ||
+      q->pad_bottom != 1 || q->pad_right != 1)
+    return kNoId;
+  return r;
+}
 
-  // Weights into the layout the primitive wants, once; the bias (zeros when absent).
-  memory w_mem(pd.weights_desc(), ex_.eng_);
-  {
-    memory w_user(w_user_md, ex_.eng_, const_cast<void*>(weights.raw()));
-    dnnl::stream s(ex_.eng_);
-    dnnl::reorder(w_user, w_mem).execute(s, w_user, w_mem);
-    s.wait();
+// Conv / FusedConv (+ the element-wise nodes that alone read it, + a depthwise conv that
+// alone reads a 1x1 conv) as one oneDNN convolution.
+Status Compiler::compile_conv(size_t index, const Node& n) {
+  const ValueId x = n.input(0), w = n.input(1), b = n.input(2);
+  const ValueId residual = n.op == OpKind::kFusedConv ? n.input(3) : kNoId;
+  TR_ASSIGN_OR_RETURN(ConvParams p, conv_params(n, shape(x), shape(w)));
+
+  dnnl::post_ops po;
+  if (residual != kNoId) po.append_sum(1.f);
+  append_activation(po, p);
+  auto make_pd = [&](const dnnl::post_ops& ops, const Shape& dst_shape) {
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(ops);
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const memory::desc w_any(user_weights_desc(p).dims(), DataType::f32, Tag::any);
+    const memory::desc bias_md({p.out_c}, DataType::f32, Tag::x);
+    dnnl::convolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+        blocked_desc(shape(x)), w_any, bias_md, blocked_desc(dst_shape),
+        {p.stride_h, p.stride_w}, {p.pad_top, p.pad_left}, {p.pad_bottom, p.pad_right});
+    return dnnl::convolution_forward::primitive_desc(desc, attr, ex_.eng_);
+  };
+
+  std::vector<std::pair<int, memory>> fixed_args;
+  dnnl::convolution_forward::primitive_desc pd;
+  ValueId y = n.output(0);
+  bool fused = false;
+  std::vector<NodeId> absorbed;
+  // 1x1 -> depthwise fusion: the expanded tensor never goes to memory.
+  if (const NodeId dw_id = fusable_depthwise(p, y); dw_id != kNoId) {
+    const Node& dw = g_.nodes[dw_id];
+    const ConvParams q = *conv_params(dw, shape(y), shape(dw.input(1)));
+    dnnl::post_ops fused_po = po;
+    fused_po.append_dw(DataType::f32, DataType::f32, DataType::f32, 3, q.stride_h, 1, 0, {});
+    append_activation(fused_po, q);
+    ValueId fused_y = dw.output(0);
+    std::vector<NodeId> fused_absorbed = absorb_eltwise(fused_po, &fused_y);
+    try {
+      pd = make_pd(fused_po, shape(y));
+      if (pd.dst_desc() == blocked_desc(shape(fused_y))) {
+        const int dw_arg = DNNL_ARG_ATTR_POST_OP_DW;
+        const memory::desc dw_md = pd.query_md(dnnl::query::exec_arg_md, dw_arg | DNNL_ARG_WEIGHTS);
+        fixed_args.push_back({dw_arg | DNNL_ARG_WEIGHTS,
+                              reordered_weights(ex_.eng_, g_.values[dw.input(1)].constant,
+                                                user_weights_desc(q), dw_md)});
+        fixed_args.push_back(
+            {dw_arg | DNNL_ARG_BIAS, bias_memory(ex_.eng_, g_, dw.input(2), q.out_c)});
+        fused = true;
+        y = fused_y;
+        absorbed = fused_absorbed;
+        absorbed.push_back(dw_id);
+      }
+    } catch (const dnnl::error&) {
+      // oneDNN has no fused implementation for this shape: run the two convs apart.
+    }
   }
-  memory b_mem(bias_md, ex_.eng_);
-  float* bias = static_cast<float*>(b_mem.get_data_handle());
-  if (b != kNoId)
-    std::memcpy(bias, g_.values[b].constant.raw(), sizeof(float) * p.out_c);
-  else
-    std::fill_n(bias, p.out_c, 0.f);
+  if (!fused) {
+    absorbed = absorb_eltwise(po, &y);
+    pd = make_pd(po, shape(y));
+  }
+  for (NodeId r : absorbed) done_[r] = true;
+  fixed_args.push_back({DNNL_ARG_WEIGHTS, reordered_weights(ex_.eng_, g_.values[w].constant,
+                                                            user_weights_desc(p),
+                                                            pd.weights_desc())});
+  fixed_args.push_back({DNNL_ARG_BIAS, bias_memory(ex_.eng_, g_, b, p.out_c)});
 
   const int src_store = need_blocked(x);
   int dst_store;
@@ -352,8 +473,7 @@ Status Compiler::compile_conv(size_t index, const Node& n) {
   }
   store_of_[y] = dst_store;
   return add_dnnl_step(n, pd, dnnl::convolution_forward(pd),
-                       {{DNNL_ARG_SRC, src_store}, {DNNL_ARG_DST, dst_store}},
-                       {{DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_BIAS, b_mem}});
+                       {{DNNL_ARG_SRC, src_store}, {DNNL_ARG_DST, dst_store}}, fixed_args);
 }
 
 Status Compiler::compile_eltwise(size_t index, const Node& n) {
@@ -636,9 +756,14 @@ Status Compiler::compile() {
     for (size_t i = 0; i < g_.nodes.size(); ++i) {
       const Node& n = g_.nodes[i];
       if (done_[i]) continue;
+      label_ = n.describe();
       TR_ASSIGN_OR_RETURN(bool native, try_native(i, n));
-      if (!native) TR_RETURN_IF_ERROR(compile_fallback(i, n));
+      if (!native) {
+        label_ += " (reference kernel)";
+        TR_RETURN_IF_ERROR(compile_fallback(i, n));
+      }
     }
+    if (std::getenv("TR_CPU_PROFILE")) ex_.step_ms_.assign(ex_.steps_.size(), 0.0);
     for (ValueId v : g_.outputs) {
       CpuExecutable::OutputSlot o;
       o.shape = shape(v);

@@ -20,15 +20,23 @@ void conv2d_reference(const ConvParams& p, const float* x, const float* w, const
         for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
           for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
             const float wv = wp[ky * p.kernel_w + kx];
+            // Output columns whose input column ix = ox * stride - pad + kx is inside the
+            // image; computing the range keeps the inner loop branch-free.
+            const int64_t shift = kx - p.pad_left;
+            int64_t ox_begin = shift >= 0 ? 0 : (-shift + p.stride_w - 1) / p.stride_w;
+            int64_t ox_end = p.in_w - shift <= 0 ? 0 : (p.in_w - shift - 1) / p.stride_w + 1;
+            ox_end = std::min(ox_end, p.out_w);
             for (int64_t oy = 0; oy < p.out_h; ++oy) {
               const int64_t iy = oy * p.stride_h - p.pad_top + ky;
               if (iy < 0 || iy >= p.in_h) continue;
               const float* xrow = xp + iy * p.in_w;
               float* yrow = yp + oy * p.out_w;
-              for (int64_t ox = 0; ox < p.out_w; ++ox) {
-                const int64_t ix = ox * p.stride_w - p.pad_left + kx;
-                if (ix < 0 || ix >= p.in_w) continue;
-                yrow[ox] += wv * xrow[ix];
+              if (p.stride_w == 1) {
+                for (int64_t ox = ox_begin; ox < ox_end; ++ox) yrow[ox] += wv * xrow[ox + shift];
+              } else {
+                for (int64_t ox = ox_begin; ox < ox_end; ++ox) {
+                  yrow[ox] += wv * xrow[ox * p.stride_w + shift];
+                }
               }
             }
           }

@@ -1,0 +1,307 @@
+// End-to-end tests of `talkrender render` on the sample package (shared data) with seeded
+// random-weight models from tools/export_models.py. Skipped, with a message, when the
+// shared data, the binary or Debian's python3 with torch is absent.
+//
+// The exported models are cached in $TALKRENDER_BUILD/e2e_models (exported once, written
+// to a temporary folder and renamed, so parallel test processes do not collide).
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+fs::path source_root() { return env_or("TALKRENDER_SOURCE", fs::current_path().string()); }
+fs::path build_dir() { return env_or("TALKRENDER_BUILD", (source_root() / "build").string()); }
+fs::path shared_data() {
+  return env_or("TALKRENDER_SHARED", (source_root() / ".." / "shared" / "data").string());
+}
+
+struct Proc {
+  pid_t pid = -1;
+  fs::path log;
+};
+
+// Starts a program with stdout+stderr redirected to `log`.
+Proc spawn(const std::vector<std::string>& args, const fs::path& log) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  Proc p;
+  p.log = log;
+  if (posix_spawnp(&p.pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) p.pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  return p;
+}
+
+int wait_exit(const Proc& p) {
+  int status = 0;
+  if (p.pid < 0 || waitpid(p.pid, &status, 0) != p.pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Runs to completion; returns the exit code and puts the output in *out.
+int run(const std::vector<std::string>& args, const fs::path& log, std::string* out = nullptr) {
+  int rc = wait_exit(spawn(args, log));
+  if (out) *out = slurp(log);
+  return rc;
+}
+
+class RenderE2E : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    skip_reason_.clear();
+    if (!fs::exists(shared_data() / "sanders" / "full_body_video.mp4")) {
+      skip_reason_ = "shared sample data not found (set TALKRENDER_SHARED)";
+      return;
+    }
+    if (!fs::exists(build_dir() / "talkrender")) {
+      skip_reason_ = "talkrender binary not built in " + build_dir().string();
+      return;
+    }
+    if (!fs::exists("/usr/bin/python3")) {
+      skip_reason_ = "/usr/bin/python3 (Debian's, with torch) not found";
+      return;
+    }
+    models_ = build_dir() / "e2e_models";
+    if (!fs::exists(models_ / "gen320-ave.onnx") || !fs::exists(models_ / "encoder.onnx")) {
+      const fs::path tmp = models_.string() + ".tmp-" + std::to_string(getpid());
+      std::string out;
+      int rc = run({"/usr/bin/python3", (source_root() / "tools" / "export_models.py").string(),
+                    "--out", tmp.string(), "--models", "gen320-ave,encoder", "--non-saturated",
+                    "--no-goldens", "--seed", "1234"},
+                   build_dir() / "e2e_export.log", &out);
+      std::error_code ec;
+      if (rc != 0) {
+        fs::remove_all(tmp, ec);
+        skip_reason_ = "export_models.py failed: " + out;
+        return;
+      }
+      fs::rename(tmp, models_, ec);  // another process may have won the race: fine
+      fs::remove_all(tmp, ec);
+    }
+  }
+
+  void SetUp() override {
+    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+    work_ = fs::temp_directory_path() /
+            ("talkrender_e2e_" + std::to_string(getpid()) + "_" +
+             testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(work_);
+    fs::create_directories(work_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    if (!HasFailure()) fs::remove_all(work_, ec);
+  }
+
+  std::vector<std::string> render_args(const std::string& out) const {
+    return {(build_dir() / "talkrender").string(),
+            "render",
+            "--package",
+            (shared_data() / "sanders").string(),
+            "--generator",
+            (models_ / "gen320-ave.onnx").string(),
+            "--out",
+            out,
+            "--no-progress"};
+  }
+  std::vector<std::string> features_args(const std::string& out) const {
+    auto a = render_args(out);
+    a.insert(a.end(), {"--features", (shared_data() / "sanders" / "aud_ave.bin").string()});
+    return a;
+  }
+
+  static std::vector<std::string> list_dir(const fs::path& d) {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(d)) names.push_back(e.path().filename());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  static inline std::string skip_reason_;
+  static inline fs::path models_;
+  fs::path work_;
+};
+
+// Ping-pong turn at the end of the 523-frame avatar (k = 520, 521, 522, 521, 520), PNG
+// output compared pixel by pixel with the PyTorch + OpenCV reference.
+TEST_F(RenderE2E, PngFramesMatchTheReference) {
+  const fs::path out = work_ / "frames";
+  auto args = features_args(out.string() + "/");
+  args.insert(args.end(), {"--frames", "5", "--start-frame", "520", "--batch", "3",
+                           "--report-json", (work_ / "report.json").string()});
+  std::string log;
+  ASSERT_EQ(run(args, work_ / "render.log", &log), 0) << log;
+  ASSERT_EQ(list_dir(out).size(), 5u) << log;
+  auto report = nlohmann::json::parse(slurp(work_ / "report.json"));
+  for (const char* key : {"frames", "wall_s", "fps", "load_ms", "audio_ms", "infer_ms_per_frame",
+                          "composite_ms_per_frame", "encode_ms_per_frame", "peak_rss_mb"}) {
+    EXPECT_TRUE(report.contains(key)) << key;
+  }
+  EXPECT_EQ(report["frames"], 5);
+
+  std::string ref;
+  int rc = run({"/usr/bin/python3", (source_root() / "tests/e2e/reference_frames.py").string(),
+                "--package", (shared_data() / "sanders").string(), "--features",
+                (shared_data() / "sanders" / "aud_ave.bin").string(), "--pngs", out.string(),
+                "--start-frame", "520", "--non-saturated", "--tools",
+                (source_root() / "tools").string()},
+               work_ / "reference.log", &ref);
+  EXPECT_EQ(rc, 0) << ref;
+  const auto brace = ref.rfind('{');
+  ASSERT_NE(brace, std::string::npos) << ref;
+  auto stats = nlohmann::json::parse(ref.substr(brace));
+  EXPECT_EQ(stats["avatar_frames"], nlohmann::json({520, 521, 522, 521, 520}));
+  EXPECT_EQ(stats["outside_max"], 0);
+  EXPECT_LE(stats["inside_mean"].get<double>(), 0.5);
+  // The seeded model must draw something that varies, or the comparison proves little.
+  EXPECT_GT(stats["pred_max"].get<int>() - stats["pred_min"].get<int>(), 100) << ref;
+  std::printf("reference comparison: %s", ref.c_str());
+}
+
+// --batch 1, 3, 8 and --workers 1, 4 give byte-identical PNGs.
+TEST_F(RenderE2E, SamePngsForEveryBatchAndWorkerCount) {
+  const std::vector<std::pair<int, int>> runs = {{1, 1}, {3, 4}, {8, 1}, {8, 4}};
+  std::vector<std::vector<std::string>> contents;
+  for (auto [batch, workers] : runs) {
+    const fs::path out = work_ / ("b" + std::to_string(batch) + "w" + std::to_string(workers));
+    auto args = features_args(out.string() + "/");
+    args.insert(args.end(), {"--frames", "10", "--start-frame", "517", "--batch",
+                             std::to_string(batch), "--workers", std::to_string(workers)});
+    std::string log;
+    ASSERT_EQ(run(args, work_ / "render.log", &log), 0) << log;
+    std::vector<std::string> files;
+    for (const auto& name : list_dir(out)) files.push_back(slurp(out / name));
+    ASSERT_EQ(files.size(), 10u);
+    contents.push_back(std::move(files));
+  }
+  for (size_t r = 1; r < runs.size(); ++r) {
+    for (size_t i = 0; i < contents[0].size(); ++i) {
+      EXPECT_TRUE(contents[r][i] == contents[0][i])
+          << "frame " << i << " differs between batch/workers " << runs[0].first << "/"
+          << runs[0].second << " and " << runs[r].first << "/" << runs[r].second;
+    }
+  }
+}
+
+std::string probe(const fs::path& file, const std::string& stream, const std::string& entries) {
+  std::string out;
+  run({"ffprobe", "-v", "error", "-select_streams", stream, "-count_frames", "-show_entries",
+       entries, "-of", "default=noprint_wrappers=1:nokey=1", file.string()},
+      file.string() + ".probe", &out);
+  return out;
+}
+
+// The whole talk_hb.wav through the audio encoder: rows(P) = 1121 frames, H.264 + AAC,
+// audio as long as the video within one frame, and a clean decode.
+TEST_F(RenderE2E, Mp4FromAudioFile) {
+  const fs::path out = work_ / "talk.mp4";
+  auto args = render_args(out.string());
+  args.insert(args.end(), {"--audio", (shared_data() / "audio" / "talk_hb.wav").string(),
+                           "--audio-encoder", (models_ / "encoder.onnx").string(),
+                           "--preset", "ultrafast", "--report-json",
+                           (work_ / "report.json").string()});
+  std::string log;
+  ASSERT_EQ(run(args, work_ / "render.log", &log), 0) << log;
+  auto report = nlohmann::json::parse(slurp(work_ / "report.json"));
+  EXPECT_EQ(report["frames"], 1121);
+  EXPECT_EQ(probe(out, "v:0", "stream=codec_name"), "h264\n");
+  EXPECT_EQ(probe(out, "a:0", "stream=codec_name"), "aac\n");
+  EXPECT_EQ(probe(out, "v:0", "stream=nb_read_frames"), "1121\n");
+  EXPECT_EQ(probe(out, "v:0", "stream=avg_frame_rate"), "25/1\n");
+  const double video_s = std::stod(probe(out, "v:0", "stream=duration"));
+  const double audio_s = std::stod(probe(out, "a:0", "stream=duration"));
+  EXPECT_NEAR(video_s, 1121 / 25.0, 0.001);
+  EXPECT_NEAR(audio_s, video_s, 1 / 25.0);
+  std::string decode;
+  EXPECT_EQ(run({"ffmpeg", "-v", "error", "-i", out.string(), "-f", "null", "-"},
+                work_ / "decode.log", &decode),
+            0);
+  EXPECT_EQ(decode, "") << "decoder complaints";
+  std::printf("%s", log.c_str());
+}
+
+// SIGINT mid-render: exit 130 within 1 s, nothing at the output, no temporary files.
+TEST_F(RenderE2E, SigintStopsWithinASecondAndLeavesNothing) {
+  for (const std::string target : {"out.mp4", "frames/"}) {
+    SCOPED_TRACE(target);
+    const fs::path out_dir = work_ / "o";
+    fs::remove_all(out_dir);
+    fs::create_directories(out_dir);
+    auto args = features_args((out_dir / target).string());
+    Proc p = spawn(args, work_ / "render.log");
+    ASSERT_GT(p.pid, 0);
+    // Wait until the writer's temporary output exists and a few frames are done.
+    const auto t0 = Clock::now();
+    bool started = false;
+    while (Clock::now() - t0 < std::chrono::seconds(120)) {
+      if (list_dir(out_dir).size() > 0) {
+        started = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_TRUE(started) << slurp(p.log);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    const auto sent = Clock::now();
+    kill(p.pid, SIGINT);
+    const int rc = wait_exit(p);
+    const double s = std::chrono::duration<double>(Clock::now() - sent).count();
+    EXPECT_EQ(rc, 130) << slurp(p.log);
+    EXPECT_LT(s, 1.0) << "exit took " << s << " s";
+    EXPECT_TRUE(list_dir(out_dir).empty()) << "left behind: " << list_dir(out_dir)[0];
+  }
+}
+
+TEST_F(RenderE2E, RefusesToOverwriteAndRejectsBadModels) {
+  const fs::path out = work_ / "exists.mp4";
+  { std::ofstream(out) << "keep me"; }
+  std::string log;
+  EXPECT_EQ(run(features_args(out.string()), work_ / "r.log", &log), 2);
+  EXPECT_NE(log.find("--overwrite"), std::string::npos) << log;
+  EXPECT_EQ(slurp(out), "keep me");
+  // The encoder is not a generator: exit 2 with a message naming the file.
+  auto args = features_args((work_ / "x.mp4").string());
+  args[5] = (models_ / "encoder.onnx").string();
+  EXPECT_EQ(run(args, work_ / "r.log", &log), 2) << log;
+  EXPECT_NE(log.find("encoder.onnx"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(work_ / "x.mp4"));
+}
+
+}  // namespace
