@@ -43,10 +43,16 @@ void BM_Conv1x1_OneDnn(benchmark::State& state) {
   po.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
   primitive_attr attr;
   attr.set_post_ops(po);
-  convolution_forward::primitive_desc pd(
-      {prop_kind::forward_inference, algorithm::convolution_direct, src_md, wei_any, bias_md,
-       dst_md, {1, 1}, {0, 0}, {0, 0}},
-      attr, eng);
+  convolution_forward::primitive_desc pd({prop_kind::forward_inference,
+                                          algorithm::convolution_direct,
+                                          src_md,
+                                          wei_any,
+                                          bias_md,
+                                          dst_md,
+                                          {1, 1},
+                                          {0, 0},
+                                          {0, 0}},
+                                         attr, eng);
   memory src(src_md, eng), dst(dst_md, eng), bias(bias_md, eng), wei(pd.weights_desc(), eng);
   auto s = random_vector(src_md.get_size() / 4, 1);
   std::copy(s.begin(), s.end(), static_cast<float*>(src.get_data_handle()));
@@ -54,8 +60,9 @@ void BM_Conv1x1_OneDnn(benchmark::State& state) {
   std::fill_n(static_cast<float*>(bias.get_data_handle()), cout, 0.1f);
   convolution_forward conv(pd);
   for (auto _ : state) {
-    conv.execute(strm, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_BIAS, bias},
-                        {DNNL_ARG_DST, dst}});
+    conv.execute(
+        strm,
+        {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst}});
     strm.wait();
   }
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * cin * cout * hw * hw,
@@ -78,7 +85,8 @@ void BM_Conv1x1_OpenBlas(benchmark::State& state) {
                   x.data() + size_t(b) * cin * pix, pix, 0.f, yb, pix);
 #pragma omp parallel for num_threads(bench_threads())
       for (int c = 0; c < cout; ++c)
-        for (int p = 0; p < pix; ++p) yb[size_t(c) * pix + p] = std::max(yb[size_t(c) * pix + p] + bias[c], 0.f);
+        for (int p = 0; p < pix; ++p)
+          yb[size_t(c) * pix + p] = std::max(yb[size_t(c) * pix + p] + bias[c], 0.f);
     }
   }
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * cin * cout * hw * hw,

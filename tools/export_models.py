@@ -30,6 +30,10 @@ EXPECTED_PARAMS_M = {
 # about 95 % of the outputs land in (0.05, 0.95).
 NON_SATURATED_LOGIT_STD = 1.5
 
+# --non-saturated: BatchNorm scale multiplier applied after calibration (see
+# calibrate_batchnorm).
+BN_DAMPING = 0.7
+
 HELP_EPILOG = """\
 models:
   gen320-{ave,hubert,wenet}  SyncTalk_2D "328" generator, input [B,6,320,320]
@@ -44,8 +48,8 @@ files written to --out (every file is written to a temporary name, then renamed)
   <model>.b<B>.audio.npy          generator audio input                       (goldens)
   <model>.b<B>.mel.npy            encoder input, values in [-4, 4]            (goldens)
   <model>.b<B>.output.npy         PyTorch's output for those inputs           (goldens)
-                                  computed in float64 (--golden-dtype), stored as float32;
-                                  <model>.json records PyTorch float32's distance from it
+                                  (--golden-dtype float64: computed in float64, stored as
+                                  float32; <model>.json records float32's distance from it)
 
 weights:
   default      seeded random weights (PyTorch's default init) plus random BatchNorm
@@ -54,12 +58,14 @@ weights:
   --non-saturated (alias --scale-weights)
                for well-conditioned random models: (1) every BatchNorm's running
                statistics are set to the real statistics of its input on a seeded
-               calibration batch, then randomly perturbed (mean +-0.1 std, var x0.8..1.25),
-               so activations stay O(1) through all layers and the output depends on the
-               input; (2) generators only: the last 1x1 conv (weight and bias, per output
-               channel) is rescaled so the pre-sigmoid logits on that batch have mean 0
-               and std %.1f. Outputs then spread over (0, 1) instead of sitting at one
-               value, and numeric differences in an engine become visible.
+               calibration batch, then randomly perturbed (mean +-0.1 std, var
+               x0.8..1.25), and (generators) every BN scale is multiplied by %.1f (damping, so
+               rounding noise decays with depth instead of growing); (2) generators only: the
+               last 1x1 conv (weight and bias, per output channel) is rescaled so the
+               pre-sigmoid logits on that batch have mean 0 and std %.1f. Outputs then
+               spread over (0, 1) instead of sitting at one value, the output depends on
+               the input, and PyTorch's own float32 output stays within ~1e-5 of the
+               float64 one, so a 1e-4 golden tolerance is meaningful.
   --untrained-batchnorm
                random convs, BatchNorm left at PyTorch's defaults (weight 1, bias 0,
                mean 0, var 1), as in a freshly initialised checkpoint: the exporter then
@@ -77,7 +83,7 @@ export:
 
 exit status: 0 ok, 2 bad input (unknown model, missing/mismatched checkpoint,
 unwritable --out), 3 export failure.
-""" % NON_SATURATED_LOGIT_STD
+""" % (BN_DAMPING, NON_SATURATED_LOGIT_STD)
 
 
 UMASK = os.umask(0)
@@ -128,9 +134,9 @@ def parse_args(argv):
     parser.add_argument('--golden-batch', default='1,3',
                         help='comma-separated batch sizes for goldens (default: '
                         '%(default)s); with --static-batch B only B is written')
-    parser.add_argument('--golden-dtype', choices=['float64', 'float32'], default='float64',
+    parser.add_argument('--golden-dtype', choices=['float32', 'float64'], default='float32',
                         help='precision PyTorch computes the golden outputs in (default: '
-                        '%(default)s; stored as float32 either way)')
+                        '%(default)s; float64 is ~7x slower; stored as float32 either way)')
     args = parser.parse_args(argv)
 
     if args.models.strip() == 'all':
@@ -245,6 +251,13 @@ def calibrate_batchnorm(model, name, gen):
             std = bn.running_var.sqrt()
             bn.running_mean.add_(torch.randn(n, generator=gen) * 0.1 * std)
             bn.running_var.mul_(torch.rand(n, generator=gen) * 0.45 + 0.8)
+            # Damping: with exactly calibrated statistics a deep random net is chaotic
+            # (rounding noise grows layer by layer; PyTorch's own float32 output ends up
+            # ~6e-5 from the float64 one). Shrinking every BN scale makes perturbations
+            # decay with depth instead, as in trained nets (float32 error ~1e-6); the
+            # outc rescale restores the output spread.
+            if name != 'encoder':  # 13 layers: not deep enough to need it
+                bn.weight.mul_(BN_DAMPING)
             bn.momentum = 0.1
 
 
@@ -415,9 +428,9 @@ def export_one(name, args):
     fp32_error = {}
     if args.goldens:
         t1 = time.time()
-        # Goldens are computed in float64: PyTorch's own float32 result is itself about
-        # 1e-5..1e-4 away from the exact value on a 90-layer generator, and an engine
-        # should be judged against the exact value, not against PyTorch's rounding.
+        # --golden-dtype float64: PyTorch's float32 result is itself some 1e-6..1e-4 away
+        # from the exact value on a 90-layer generator (depending on the weights), and
+        # float64 goldens judge an engine against the exact value instead.
         model64 = copy.deepcopy(model).double() if args.golden_dtype == 'float64' else None
         batches = args.golden_batch if args.static_batch is None else [args.static_batch]
         for batch in batches:

@@ -54,7 +54,7 @@ def main(argv):
               "==123==ERROR: AddressSanitizer: heap-buffer-overflow on address 0x6020", file=sys.stderr)
         return 1
     if behaviour == "hang":
-        time.sleep(60)
+        time.sleep(600)
     if behaviour == "nooutput":
         return 0
     data = open(os.path.join(case_dir, "test_data_set_0", "output_0.pb"), "rb").read()

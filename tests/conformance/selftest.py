@@ -62,7 +62,7 @@ class RunnerTest(unittest.TestCase):
             "ref:test_identity_sequence": "decline", "cpu:test_identity_sequence": "pass",
         }
         rc, out = run_runner("--talkrender", FAKE, "--declined", self.declined, "--json",
-                             self.json, "--timeout", "3", "--filter",
+                             self.json, "--timeout", "15", "--filter",
                              r"/test_(relu|sigmoid|Conv3d(_stride|_groups|_no_bias)?"
                              r"|identity_sequence)$", plan=plan)
         self.assertEqual(rc, 1, out)

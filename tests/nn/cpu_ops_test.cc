@@ -3,7 +3,9 @@
 // the 8-channel block), with fixed seeds and a tolerance per op.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nn/backend.h"
@@ -152,6 +154,56 @@ INSTANTIATE_TEST_SUITE_P(
                       ResizeConcatCase{1, 8, 5, 6, 6, "linear", "half_pixel"},
                       ResizeConcatCase{3, 16, 8, 3, 5, "nearest", "asymmetric"}));
 
+// The generator's bottleneck block: 1x1 expand + ReLU -> 3x3 depthwise (stride 1 or 2) +
+// ReLU -> 1x1 project (+ residual), which the backend fuses (1x1 -> depthwise post-op,
+// residual accumulated in place), followed by the final 1x1 + Sigmoid.
+struct BottleneckCase {
+  int64_t batch, c, h, w, stride;
+};
+
+class CpuBottleneckTest : public ::testing::TestWithParam<BottleneckCase> {};
+
+TEST_P(CpuBottleneckTest, MatchesReference) {
+  const BottleneckCase& c = GetParam();
+  SCOPED_TRACE("n" + std::to_string(c.batch) + " c" + std::to_string(c.c) + " " +
+               std::to_string(c.h) + "x" + std::to_string(c.w) + " s" + std::to_string(c.stride));
+  Builder b;
+  const int64_t hidden = 2 * c.c;
+  ValueId x = b.input("x", {c.batch, c.c, c.h, c.w});
+  auto conv = [&](ValueId in, int64_t cin, int64_t cout, int64_t k, int64_t stride, int64_t group,
+                  const std::string& act, ValueId residual, uint32_t seed) {
+    ValueId w = b.constant("w" + std::to_string(seed),
+                           random_tensor({cout, cin / group, k, k}, seed, -0.4f, 0.4f));
+    ValueId bias = b.constant("b" + std::to_string(seed), random_tensor({cout}, seed + 100));
+    const int64_t pad = k / 2;
+    return b.op(OpKind::kFusedConv, {in, w, bias, residual},
+                {{"kernel_shape", Ints{k, k}},
+                 {"strides", Ints{stride, stride}},
+                 {"pads", Ints{pad, pad, pad, pad}},
+                 {"group", group},
+                 {"activation", act}});
+  };
+  ValueId e = conv(x, c.c, hidden, 1, 1, 1, "Relu", kNoId, 1);
+  ValueId d = conv(e, hidden, hidden, 3, c.stride, hidden, "Relu", kNoId, 2);
+  ValueId y = conv(d, hidden, c.c, 1, 1, 1, "", kNoId, 3);
+  if (c.stride == 1) {
+    // A second, residual block reading y twice (expand and residual).
+    ValueId e2 = conv(y, c.c, hidden, 1, 1, 1, "Relu", kNoId, 4);
+    ValueId d2 = conv(e2, hidden, hidden, 3, 1, hidden, "Relu", kNoId, 5);
+    y = conv(d2, hidden, c.c, 1, 1, 1, "", y, 6);
+  }
+  ValueId out = conv(y, c.c, 3, 1, 1, 1, "", kNoId, 7);
+  b.output(b.op(OpKind::kSigmoid, {out}));
+  expect_matches_reference(b.g, {random_tensor({c.batch, c.c, c.h, c.w}, 41)}, 1e-4f);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CpuBottleneckTest,
+                         ::testing::Values(BottleneckCase{1, 16, 20, 20, 1},
+                                           BottleneckCase{3, 8, 9, 13, 1},
+                                           BottleneckCase{1, 32, 40, 40, 2},
+                                           BottleneckCase{3, 12, 11, 7, 2},
+                                           BottleneckCase{1, 6, 33, 33, 1}));
+
 // Element-wise ops, conversions in and out of the blocked layout, a fallback op in the middle
 // of native ones, in-place reuse and a value read after its in-place candidate.
 TEST(CpuGraphTest, MixedNativeAndFallbackOps) {
@@ -174,6 +226,45 @@ TEST(CpuGraphTest, MixedNativeAndFallbackOps) {
   b.output(b.op(OpKind::kLeakyRelu, {padded}, {{"alpha", 0.2f}}));
   expect_matches_reference(
       b.g, {random_tensor({3, 12, 7, 5}, 32), random_tensor({3, 12, 7, 5}, 33)}, 1e-5f);
+}
+
+// Two Executables of one graph, each run from its own thread at the same time (one
+// Executable per Session per thread), give the reference's results.
+TEST(CpuGraphTest, ExecutablesRunConcurrently) {
+  Builder b;
+  ValueId x = b.input("x", {2, 16, 24, 24});
+  ValueId w = b.constant("w", random_tensor({32, 16, 1, 1}, 51));
+  ValueId e = b.op(OpKind::kFusedConv, {x, w}, {{"activation", std::string("Relu")}});
+  ValueId dw = b.constant("dw", random_tensor({32, 1, 3, 3}, 52));
+  ValueId d = b.op(OpKind::kFusedConv, {e, dw},
+                   {{"kernel_shape", Ints{3, 3}},
+                    {"pads", Ints{1, 1, 1, 1}},
+                    {"group", int64_t{32}},
+                    {"activation", std::string("Relu")}});
+  b.output(b.op(OpKind::kSigmoid, {d}));
+  Graph g = b.g;
+  ASSERT_TRUE(infer_shapes(g).ok());
+  const Tensor input = random_tensor({2, 16, 24, 24}, 53);
+  const std::vector<Tensor> want = test::run_reference(b.g, {input});
+  ASSERT_EQ(want.size(), 1u);
+  auto backend = make_cpu_backend();
+  std::vector<std::unique_ptr<Executable>> exes;
+  for (int i = 0; i < 2; ++i) {
+    auto exe = backend->compile(g, 1);
+    ASSERT_TRUE(exe.ok()) << exe.error().message;
+    exes.push_back(std::move(*exe));
+  }
+  std::vector<float> worst(exes.size(), 0.f);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < exes.size(); ++t)
+    threads.emplace_back([&, t] {
+      for (int run = 0; run < 20; ++run) {
+        auto out = exes[t]->run({input});
+        worst[t] = std::max(worst[t], out.ok() ? max_abs_diff((*out)[0], want[0]) : 1e9f);
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (float w : worst) EXPECT_LE(w, 1e-5f);
 }
 
 TEST(CpuGraphTest, WrongInputShapeIsAnError) {

@@ -20,8 +20,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -125,9 +125,9 @@ Result<std::vector<Tensor>> CpuExecutable::run(const std::vector<Tensor>& inputs
       for (size_t i = 0; i < steps_.size(); ++i) {
         const auto t0 = std::chrono::steady_clock::now();
         TR_RETURN_IF_ERROR(steps_[i]());
-        step_ms_[i] += std::chrono::duration<double, std::milli>(
-                           std::chrono::steady_clock::now() - t0)
-                           .count();
+        step_ms_[i] +=
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count();
       }
     }
     for (OutputSlot& o : outputs_) {
@@ -153,7 +153,8 @@ CpuExecutable::~CpuExecutable() {
   if (profiled_runs_ == 0) return;
   std::vector<size_t> order(steps_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return step_ms_[a] > step_ms_[b]; });
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return step_ms_[a] > step_ms_[b]; });
   double total = 0;
   for (double t : step_ms_) total += t;
   std::fprintf(stderr, "[cpu] profile of %s over %d runs: %.1f ms per run\n", name_.c_str(),
@@ -303,7 +304,8 @@ Status Compiler::add_dnnl_step(const Node& n, const dnnl::primitive_desc_base& p
 }
 
 void append_activation(dnnl::post_ops& po, const ConvParams& p) {
-  if (p.activation == Activation::kRelu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0, 0);
+  if (p.activation == Activation::kRelu)
+    po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0, 0);
   if (p.activation == Activation::kLeakyRelu)
     po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, p.alpha, 0);
 }
@@ -332,9 +334,8 @@ memory bias_memory(const dnnl::engine& eng, const Graph& g, ValueId b, int64_t c
 memory::desc user_weights_desc(const ConvParams& p) {
   if (p.group == 1)
     return memory::desc({p.out_c, p.in_c, p.kernel_h, p.kernel_w}, DataType::f32, Tag::oihw);
-  return memory::desc(
-      {p.group, p.out_c_per_group(), p.in_c_per_group(), p.kernel_h, p.kernel_w},
-      DataType::f32, Tag::goihw);
+  return memory::desc({p.group, p.out_c_per_group(), p.in_c_per_group(), p.kernel_h, p.kernel_w},
+                      DataType::f32, Tag::goihw);
 }
 
 // Appends the element-wise nodes that alone read `*y` (a Relu / LeakyRelu / Sigmoid chain)
@@ -394,16 +395,24 @@ Status Compiler::compile_conv(size_t index, const Node& n) {
   dnnl::post_ops po;
   if (residual != kNoId) po.append_sum(1.f);
   append_activation(po, p);
-  auto make_pd = [&](const dnnl::post_ops& ops, const Shape& dst_shape) {
+  // With `padded_src`, the input arrives already zero-padded (see below).
+  Shape padded_shape = shape(x);
+  padded_shape[2] += p.pad_top + p.pad_bottom;
+  padded_shape[3] += p.pad_left + p.pad_right;
+  auto make_pd = [&](const dnnl::post_ops& ops, const Shape& dst_shape, bool padded_src) {
     dnnl::primitive_attr attr;
     attr.set_post_ops(ops);
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     const memory::desc w_any(user_weights_desc(p).dims(), DataType::f32, Tag::any);
     const memory::desc bias_md({p.out_c}, DataType::f32, Tag::x);
+    const memory::dims pad_l =
+        padded_src ? memory::dims{0, 0} : memory::dims{p.pad_top, p.pad_left};
+    const memory::dims pad_r =
+        padded_src ? memory::dims{0, 0} : memory::dims{p.pad_bottom, p.pad_right};
     dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-        blocked_desc(shape(x)), w_any, bias_md, blocked_desc(dst_shape),
-        {p.stride_h, p.stride_w}, {p.pad_top, p.pad_left}, {p.pad_bottom, p.pad_right});
+        blocked_desc(padded_src ? padded_shape : shape(x)), w_any, bias_md, blocked_desc(dst_shape),
+        {p.stride_h, p.stride_w}, pad_l, pad_r);
     return dnnl::convolution_forward::primitive_desc(desc, attr, ex_.eng_);
   };
 
@@ -422,13 +431,13 @@ Status Compiler::compile_conv(size_t index, const Node& n) {
     ValueId fused_y = dw.output(0);
     std::vector<NodeId> fused_absorbed = absorb_eltwise(fused_po, &fused_y);
     try {
-      pd = make_pd(fused_po, shape(y));
+      pd = make_pd(fused_po, shape(y), false);
       if (pd.dst_desc() == blocked_desc(shape(fused_y))) {
         const int dw_arg = DNNL_ARG_ATTR_POST_OP_DW;
         const memory::desc dw_md = pd.query_md(dnnl::query::exec_arg_md, dw_arg | DNNL_ARG_WEIGHTS);
-        fixed_args.push_back({dw_arg | DNNL_ARG_WEIGHTS,
-                              reordered_weights(ex_.eng_, g_.values[dw.input(1)].constant,
-                                                user_weights_desc(q), dw_md)});
+        fixed_args.push_back(
+            {dw_arg | DNNL_ARG_WEIGHTS, reordered_weights(ex_.eng_, g_.values[dw.input(1)].constant,
+                                                          user_weights_desc(q), dw_md)});
         fixed_args.push_back(
             {dw_arg | DNNL_ARG_BIAS, bias_memory(ex_.eng_, g_, dw.input(2), q.out_c)});
         fused = true;
@@ -440,17 +449,44 @@ Status Compiler::compile_conv(size_t index, const Node& n) {
       // oneDNN has no fused implementation for this shape: run the two convs apart.
     }
   }
+  bool pad_explicitly = false;
   if (!fused) {
     absorbed = absorb_eltwise(po, &y);
-    pd = make_pd(po, shape(y));
+    pd = make_pd(po, shape(y), false);
+    // oneDNN's jit kernels refuse padding wider than the kernel allows (the audio path's
+    // 3x3 stride-2 pad-3 conv): its fallback is a naive loop, ~100x slower than padding
+    // the input ourselves and running the jit kernel with no padding.
+    const bool has_pad = p.pad_top || p.pad_left || p.pad_bottom || p.pad_right;
+    if (has_pad && std::string(pd.impl_info_str()).rfind("ref", 0) == 0) {
+      pd = make_pd(po, shape(y), true);
+      pad_explicitly = true;
+    }
   }
   for (NodeId r : absorbed) done_[r] = true;
-  fixed_args.push_back({DNNL_ARG_WEIGHTS, reordered_weights(ex_.eng_, g_.values[w].constant,
-                                                            user_weights_desc(p),
-                                                            pd.weights_desc())});
+  fixed_args.push_back(
+      {DNNL_ARG_WEIGHTS, reordered_weights(ex_.eng_, g_.values[w].constant, user_weights_desc(p),
+                                           pd.weights_desc())});
   fixed_args.push_back({DNNL_ARG_BIAS, bias_memory(ex_.eng_, g_, b, p.out_c)});
 
-  const int src_store = need_blocked(x);
+  int src_store = need_blocked(x);
+  if (pad_explicitly) {
+    const int padded = new_store(padded_shape);
+    const memory::desc inner =
+        ex_.stores_[padded].md.submemory_desc(to_dims(shape(x)), {0, 0, p.pad_top, p.pad_left});
+    dnnl::reorder copy = make_reorder(ex_.eng_, ex_.stores_[src_store].md, inner);
+    CpuExecutable* ex = &ex_;
+    add_step(
+        [ex, copy, inner, src_store, padded]() mutable {
+          // The arena is shared: the border must be zeroed on every run.
+          memory& dst = ex->stores_[padded].mem;
+          std::memset(dst.get_data_handle(), 0, dst.get_desc().get_size());
+          memory inner_mem(inner, ex->eng_, dst.get_data_handle());
+          copy.execute(ex->stream_, ex->stores_[src_store].mem, inner_mem);
+          return Status();
+        },
+        {src_store, padded});
+    src_store = padded;
+  }
   int dst_store;
   if (residual != kNoId) {
     const int res_store = need_blocked(residual);
@@ -488,10 +524,9 @@ Status Compiler::compile_eltwise(size_t index, const Node& n) {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   dnnl::eltwise_forward::primitive_desc pd(
-      {dnnl::prop_kind::forward_inference, alg, ex_.stores_[src].md, alpha, 0.f}, attr,
-      ex_.eng_);
-  return add_dnnl_step(n, pd, dnnl::eltwise_forward(pd),
-                       {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}, {});
+      {dnnl::prop_kind::forward_inference, alg, ex_.stores_[src].md, alpha, 0.f}, attr, ex_.eng_);
+  return add_dnnl_step(n, pd, dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}},
+                       {});
 }
 
 Status Compiler::compile_add(size_t index, const Node& n) {
@@ -527,8 +562,8 @@ Status Compiler::compile_concat(size_t index, const Node& n) {
   for (ValueId v : n.inputs) {
     const int64_t c = shape(v)[1];
     if (!slice_of_.count(v)) {
-      store_args.push_back({DNNL_ARG_MULTIPLE_SRC + static_cast<int>(src_mds.size()),
-                            need_blocked(v)});
+      store_args.push_back(
+          {DNNL_ARG_MULTIPLE_SRC + static_cast<int>(src_mds.size()), need_blocked(v)});
       src_mds.push_back(ex_.stores_[store_args.back().second].md);
     }
     channel += c;
@@ -779,8 +814,8 @@ Status Compiler::compile() {
     // Plan the arena and point every store at its place.
     std::vector<BufferLifetime> lifetimes;
     for (const Store& s : ex_.stores_)
-      lifetimes.push_back({s.md.get_size(), s.first_step == INT_MAX ? 0 : s.first_step,
-                           std::max(s.last_step, 0)});
+      lifetimes.push_back(
+          {s.md.get_size(), s.first_step == INT_MAX ? 0 : s.first_step, std::max(s.last_step, 0)});
     const ArenaPlan plan = plan_arena(lifetimes);
     ex_.arena_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, plan.total_bytes + 64)),
                      [](uint8_t* p) { std::free(p); });
