@@ -15,7 +15,8 @@
 //  * the generator window of output frame i (rows P[i-8 .. i+8), P_r = F_{r-1}) needs F up to
 //    F_{i+6}, i.e. samples up to 640 i + 7240: at most 452.5 ms of lookahead after i x 40 ms
 //    (between 440 and 452.5 ms depending on the floor). The last 7 frames' windows (and
-//    P's repeated last row) are only known at finish(), when T and n are known.
+//    P's repeated last row) are only known at finish(), when T and n are known. Without
+//    the step-11 padding (P = F, Ultralight) it is one frame more: 492.5 ms.
 //  * raw input at another rate adds the resampler's delay (libsoxr HQ: a few ms), and the
 //    encoder batch size adds up to (batch - 1) x 40 ms; use batch 1 for the lowest latency.
 #pragma once
@@ -197,7 +198,9 @@ class AudioEncoder {
 // Streaming front-end: audio chunks in, mel frames and generator windows out, each as
 // soon as it is determined (see the latency note at the top). Output is bit-identical to
 // compute_mel / compute_features + generator_window_into for any chunking, given the same
-// FeatureOptions (the encoder is run on the same groups of windows).
+// FeatureOptions (the encoder is run on the same groups of windows). At another input rate
+// it equals load_audio's resampling + compute_mel bit for bit (libsoxr's output does not
+// depend on how the input is chunked; tested). Input is mono: mix channels before push().
 
 struct StreamOutput {
   std::vector<float> mel;       // new mel frames, frame-major (80 floats each)

@@ -4,17 +4,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <csignal>
 #include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 #include "common/files.h"
@@ -88,8 +87,8 @@ Status make_demo_inputs(const std::string& work, const render::DemoPackageOption
   auto since = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  std::fprintf(stderr, "demo: drawing a %d-frame %dx%d avatar package ...\n", pkg.frames,
-               pkg.width, pkg.height);
+  std::fprintf(stderr, "demo: drawing a %d-frame %dx%d avatar package ...\n", pkg.frames, pkg.width,
+               pkg.height);
   TR_RETURN_IF_ERROR(render::write_demo_package(*package_dir, pkg));
   std::fprintf(stderr, "demo: speech with espeak-ng ...  (%.1f s)\n", since());
   TR_RETURN_IF_ERROR(run_program({"espeak-ng", "-s", "150", "-w", *speech, text}));
@@ -100,11 +99,11 @@ Status make_demo_inputs(const std::string& work, const render::DemoPackageOption
         "TALKRENDER_SOURCE)");
   }
   const std::string models = (fs::path(*package_dir) / "models").string();
-  std::fprintf(stderr, "demo: seeded random-weight models with %s ...  (%.1f s)\n",
-               tool.c_str(), since());
-  TR_RETURN_IF_ERROR(run_program({"/usr/bin/python3", tool, "--out", models, "--models",
-                                  "gen320-ave,encoder", "--no-goldens", "--seed",
-                                  std::to_string(seed)}));
+  std::fprintf(stderr, "demo: seeded random-weight models with %s ...  (%.1f s)\n", tool.c_str(),
+               since());
+  TR_RETURN_IF_ERROR(
+      run_program({"/usr/bin/python3", tool, "--out", models, "--models", "gen320-ave,encoder",
+                   "--no-goldens", "--seed", std::to_string(seed)}));
   std::error_code ec;
   fs::rename(fs::path(models) / "gen320-ave.onnx", fs::path(models) / "generator.onnx", ec);
   if (!ec) {

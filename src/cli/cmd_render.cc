@@ -1,11 +1,10 @@
 // talkrender render: avatar package + speech -> lip-synced MP4 or image sequence.
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 #include "common/files.h"
@@ -45,18 +44,16 @@ int cmd_render(int argc, char** argv) {
       ->required();
   app.add_option("--format", o.image_format, "image sequence format: png (default) or jpg")
       ->check(CLI::IsMember({"png", "jpg"}));
-  app.add_option("--crf", o.crf, "H.264 quality (x264 CRF, default 20)")
-      ->check(CLI::Range(0, 51));
+  app.add_option("--crf", o.crf, "H.264 quality (x264 CRF, default 20)")->check(CLI::Range(0, 51));
   app.add_option("--preset", o.preset, "x264 preset (default veryfast)");
   app.add_flag("--overwrite", o.overwrite, "replace an existing output");
   app.add_option("--order", order, "avatar frame order: pingpong (default) or loop")
       ->check(CLI::IsMember({"pingpong", "loop"}));
-  app.add_option("--start-frame", o.start_frame,
-                 "start the frame walk at position K (default 0)");
+  app.add_option("--start-frame", o.start_frame, "start the frame walk at position K (default 0)");
   app.add_option("--frames", o.frames, "render only the first N frames");
-  app.add_option("--batch", o.batch,
-                 "frames per inference batch (default " +
-                     std::to_string(render::kDefaultBatch) + ")");
+  app.add_option(
+      "--batch", o.batch,
+      "frames per inference batch (default " + std::to_string(render::kDefaultBatch) + ")");
   app.add_option("--threads", o.threads, "runtime threads (default 0 = one per core)");
   app.add_option("--workers", o.workers, "compositing threads (default 2)");
   app.add_option("--backend", backend, "runtime backend: cpu (default), ref, cuda");

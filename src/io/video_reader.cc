@@ -11,6 +11,7 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <atomic>
 #include <limits>
 #include <cstdlib>
 #include <sys/mman.h>
@@ -335,10 +336,13 @@ class ConversionPool {
 namespace {
 
 // All frames of a video in one allocation, each followed by spare rows (see
-// allocate_bgr_frame). Filling gigabytes of fresh memory is dominated by page faults, so
-// the region asks for transparent huge pages (512x fewer faults where the kernel allows).
+// allocate_bgr_frame). Filling gigabytes of fresh memory costs about as much CPU as
+// decoding (page faults, zeroing), so a helper thread pre-faults the region ahead of the
+// decoder; the ffmpeg decoder alone leaves part of the cores idle for it to use.
 class FrameArena {
  public:
+  ~FrameArena() { stop(); }
+
   void allocate(int64_t count, int rows, int cols) {
     const size_t row_bytes = static_cast<size_t>(cols) * 3;
     const int slot_rows = rows + static_cast<int>((kWritePadding + row_bytes - 1) / row_bytes);
@@ -348,15 +352,11 @@ class FrameArena {
     } catch (const cv::Exception&) {
       return;  // out of memory: frames are allocated one by one (and will fail there)
     }
-    const uintptr_t huge = 2u << 20;
-    uintptr_t begin = (reinterpret_cast<uintptr_t>(storage_.data) + huge - 1) & ~(huge - 1);
-    uintptr_t end = reinterpret_cast<uintptr_t>(storage_.data) + storage_.total() * 3;
-    if (end > begin + huge && !std::getenv("TR_NO_HUGE"))
-      madvise(reinterpret_cast<void*>(begin), (end - begin) & ~(huge - 1), MADV_HUGEPAGE);
     count_ = count;
     rows_ = rows;
     cols_ = cols;
     slot_rows_ = slot_rows;
+    if (!std::getenv("TR_NO_PREFAULT")) prefaulter_ = std::thread([this] { prefault(); });
   }
 
   // Frame k's storage: a slot of the arena, or a separate buffer if it does not fit.
@@ -366,10 +366,33 @@ class FrameArena {
     return storage_.rowRange(first, first + rows);
   }
 
+  void stop() {
+    stop_ = true;
+    if (prefaulter_.joinable()) prefaulter_.join();
+  }
+
  private:
+  void prefault() {
+    const size_t page = 4096, chunk = size_t(8) << 20;
+    uintptr_t begin = (reinterpret_cast<uintptr_t>(storage_.data) + page - 1) & ~(page - 1);
+    uintptr_t end = (reinterpret_cast<uintptr_t>(storage_.data) + storage_.total() * 3) &
+                    ~(page - 1);
+    for (uintptr_t p = begin; p < end && !stop_; p += chunk) {
+      size_t len = std::min<uintptr_t>(chunk, end - p);
+      if (madvise(reinterpret_cast<void*>(p), len, MADV_POPULATE_WRITE) != 0) {
+        // Older kernels: write-fault each page with an atomic add of 0, which cannot lose
+        // a byte that a conversion worker is writing at the same time.
+        for (uintptr_t q = p; q < p + len; q += page)
+          __atomic_fetch_add(reinterpret_cast<uint8_t*>(q), 0, __ATOMIC_RELAXED);
+      }
+    }
+  }
+
   cv::Mat storage_;
   int64_t count_ = 0;
   int rows_ = 0, cols_ = 0, slot_rows_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread prefaulter_;
 };
 
 }  // namespace
@@ -402,6 +425,7 @@ Result<std::vector<cv::Mat>> decode_all_frames(const std::string& path, const De
     pool.push(ref, frames.back());
   }
   Status convert_status = pool.close();
+  arena.stop();
   TR_RETURN_IF_ERROR(decode_status);
   TR_RETURN_IF_ERROR(convert_status);
   TR_RETURN_IF_ERROR(impl.check_complete());

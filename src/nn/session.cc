@@ -15,6 +15,9 @@ namespace tr::nn {
 std::unique_ptr<Backend> make_cpu_backend() { return make_reference_backend(); }
 #endif
 
+// Plans kept per Session (one per input-shape set, e.g. per batch size in use).
+constexpr size_t kMaxCachedPlans = 16;
+
 struct Session::Impl {
   std::shared_ptr<const Model> model;
   SessionOptions opts;
@@ -103,6 +106,8 @@ Result<std::vector<Tensor>> Session::run(const std::vector<NamedTensor>& inputs)
       if (!st.ok()) return BadInput(st.error().message);
     }
     TR_ASSIGN_OR_RETURN(auto exe, impl_->backend->compile(g, impl_->opts.threads));
+    // Bound the cache: a caller cycling through many shapes must not grow memory forever.
+    if (impl_->plans.size() >= kMaxCachedPlans) impl_->plans.clear();
     it = impl_->plans.emplace(key, std::move(exe)).first;
   }
   return it->second->run(ordered);

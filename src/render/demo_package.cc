@@ -1,10 +1,10 @@
 // The synthetic demo avatar: a drawn head that sways and blinks, and its package files.
 #include "render/demo_package.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <filesystem>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -59,16 +59,14 @@ cv::Mat draw_demo_frame(int k, const DemoPackageOptions& o, cv::Rect* face_rect)
   const bool blink = k % 80 < 3;
   for (int side : {-1, 1}) {
     if (blink) {
-      cv::line(img, P(side * 55 - 22, -30), P(side * 55 + 22, -30), cv::Scalar(40, 40, 60), 3,
-               aa);
+      cv::line(img, P(side * 55 - 22, -30), P(side * 55 + 22, -30), cv::Scalar(40, 40, 60), 3, aa);
     } else {
       cv::ellipse(img, P(side * 55, -30), S(24, 14), 0, 0, 360, cv::Scalar(245, 245, 245),
                   cv::FILLED, aa);
       cv::circle(img, P(side * 55 + 3 * std::sin(k / 20.0), -30), static_cast<int>(8 * sx),
                  cv::Scalar(60, 40, 30), cv::FILLED, aa);
     }
-    cv::line(img, P(side * 55 - 25, -58), P(side * 55 + 25, -62), cv::Scalar(40, 45, 60), 4,
-             aa);
+    cv::line(img, P(side * 55 - 25, -58), P(side * 55 + 25, -62), cv::Scalar(40, 45, 60), 4, aa);
   }
   // Nose and a closed mouth (the model draws the mouth in the rendered video).
   cv::line(img, P(0, -15), P(-8, 35), cv::Scalar(90, 120, 180), 3, aa);

@@ -4,10 +4,9 @@
 // (full_body_video.mp4, cache/crop_rectangles.json, package_info.json).
 #pragma once
 
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "common/status.h"
 

@@ -9,10 +9,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "common/status.h"
 #include "common/tensor.h"
@@ -29,17 +28,16 @@ const char* frame_order_name(FrameOrder o);
 // The avatar frame k(i) used by output frame i, for an avatar of `avatar_frames` frames.
 // pingpong: 0, 1, ..., N-1, N-2, ..., 1, 0, 1, ...; loop: 0, 1, ..., N-1, 0, 1, ...
 // `start` shifts the walk: output frame i uses position i + start of the sequence.
-int avatar_frame_for(int64_t output_index, int avatar_frames, FrameOrder order,
-                     int64_t start = 0);
+int avatar_frame_for(int64_t output_index, int avatar_frames, FrameOrder order, int64_t start = 0);
 
 // ---------------------------------------------------------------------------------------
 // Per-frame preparation and compositing (contract section 3).
 
 struct PrepSettings {
-  int size = 320;                        // S: the model's ROI size
-  int border = 4;                        // crop = S + 2 * border
-  int crop_interpolation = 2;            // cv::INTER_CUBIC (320) / cv::INTER_LINEAR (160)
-  int paste_interpolation = 2;           // same defaults for the way back
+  int size = 320;                            // S: the model's ROI size
+  int border = 4;                            // crop = S + 2 * border
+  int crop_interpolation = 2;                // cv::INTER_CUBIC (320) / cv::INTER_LINEAR (160)
+  int paste_interpolation = 2;               // same defaults for the way back
   cv::Rect mask = cv::Rect(5, 5, 310, 305);  // filled black in the masked ROI
 
   int crop_size() const { return size + 2 * border; }
@@ -74,7 +72,7 @@ void composite_frame(const cv::Mat& full_bgr, const cv::Rect& rect, const cv::Ma
 class AudioWindows {
  public:
   virtual ~AudioWindows() = default;
-  virtual int64_t frames() const = 0;      // output frames the audio asks for
+  virtual int64_t frames() const = 0;        // output frames the audio asks for
   virtual int64_t window_numel() const = 0;  // floats in one window
   // Writes window i (0 <= i < frames()) to dst[window_numel()].
   virtual void window(int64_t i, float* dst) const = 0;
@@ -156,11 +154,11 @@ struct PipelineOptions {
 
 struct PipelineStats {
   int64_t frames = 0;
-  double run_s = 0;           // first inference started -> last frame written
-  double prep_ms = 0;         // total, inference thread
-  double infer_ms = 0;        // total time inside Predictor::predict
-  double composite_ms = 0;    // total over all workers
-  double encode_ms = 0;       // total time inside FrameSink::write + finish
+  double run_s = 0;         // first inference started -> last frame written
+  double prep_ms = 0;       // total, inference thread
+  double infer_ms = 0;      // total time inside Predictor::predict
+  double composite_ms = 0;  // total over all workers
+  double encode_ms = 0;     // total time inside FrameSink::write + finish
   int batches = 0;
 };
 

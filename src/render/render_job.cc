@@ -2,14 +2,13 @@
 // to the frame pipeline (render/core) and an output writer (io).
 #include "render/render_job.h"
 
+#include <fmt/format.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-
-#include <fmt/format.h>
 
 #include "audio/audio.h"
 #include "common/files.h"
@@ -72,8 +71,8 @@ class WriterSink final : public FrameSink {
     fs::rename(staged_, target_, ec);
     if (ec) {
       fs::remove_all(staged_, ec);
-      return RuntimeError(target_ + ": cannot rename the finished output into place: " +
-                          ec.message());
+      return RuntimeError(target_ +
+                          ": cannot rename the finished output into place: " + ec.message());
     }
     return Status::Ok();
   }
@@ -132,8 +131,8 @@ Result<ModelFit> check_generator(const nn::Model& m) {
   }
   const Shape& is = image->shape;
   if (is.size() != 4 || is[1] != 6 || is[2] != is[3] || is[2] < 16) {
-    return BadInput(fmt::format("{}: input 'input' is {}; expected [B, 6, S, S]", m.name(),
-                                shape_str(is)));
+    return BadInput(
+        fmt::format("{}: input 'input' is {}; expected [B, 6, S, S]", m.name(), shape_str(is)));
   }
   ModelFit fit;
   fit.size = static_cast<int>(is[2]);
@@ -148,8 +147,8 @@ Result<ModelFit> check_generator(const nn::Model& m) {
   if (m.outputs().empty()) return BadInput(m.name() + ": the model has no outputs");
   const Shape& os = m.outputs()[0].shape;
   auto fits = [&](int64_t d, int64_t want) { return d < 0 || d == want; };
-  if (!os.empty() && (os.size() != 4 || !fits(os[1], 3) || !fits(os[2], fit.size) ||
-                      !fits(os[3], fit.size))) {
+  if (!os.empty() &&
+      (os.size() != 4 || !fits(os[1], 3) || !fits(os[2], fit.size) || !fits(os[3], fit.size))) {
     return BadInput(fmt::format("{}: output is {}; expected [B, 3, {}, {}]", m.name(),
                                 shape_str(os), fit.size, fit.size));
   }
@@ -196,8 +195,7 @@ std::string RenderReport::to_text() const {
       "  model {}x{} {} on {}, batch {}, workers {}, threads {}; peak RSS {:.0f} MiB\n",
       frames, output, wall_s, fps, load_ms, audio_ms, prep_ms_per_frame, infer_ms_per_frame,
       composite_ms_per_frame, encode_ms_per_frame, model_size, model_size, audio_mode, backend,
-      batch, workers, threads == 0 ? std::string("auto") : std::to_string(threads),
-      peak_rss_mb);
+      batch, workers, threads == 0 ? std::string("auto") : std::to_string(threads), peak_rss_mb);
 }
 
 Result<RenderReport> run_render_job(const RenderJobOptions& o) {
@@ -264,9 +262,9 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
           "ave features only",
           generator_path, fit.mode.name));
     }
-    const std::string encoder_path =
-        o.audio_encoder_path.empty() ? package_file(o.package_dir, "models/audio_encoder.onnx")
-                                     : o.audio_encoder_path;
+    const std::string encoder_path = o.audio_encoder_path.empty()
+                                         ? package_file(o.package_dir, "models/audio_encoder.onnx")
+                                         : o.audio_encoder_path;
     if (!path_exists(encoder_path)) {
       return BadInput(encoder_path + ": audio encoder not found (give --audio-encoder FILE)");
     }
@@ -288,6 +286,17 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
   po.crops_from = o.crops_from_video ? io::CropsFrom::kVideo : io::CropsFrom::kFullFrame;
   po.decode.threads = o.decode_threads;
   TR_ASSIGN_OR_RETURN(io::AvatarPackage pkg, io::open_package(o.package_dir, po));
+  // Checked here, where the file is known (the pipeline can only say "avatar"). All crops
+  // come from one video, so the first frame's size is every frame's.
+  if (!pkg.crop_frames.empty()) {
+    const int want = PrepSettings::for_size(fit.size).crop_size();
+    const cv::Mat& crop = pkg.crop_frames[0];
+    if (crop.cols != want || crop.rows != want) {
+      return BadInput(fmt::format("{}: face crops are {}x{}; the {}x{} generator {} needs {}x{}",
+                                  pkg.crops_video_path, crop.cols, crop.rows, fit.size, fit.size,
+                                  generator_path, want, want));
+    }
+  }
   auto avatar = std::make_shared<AvatarFrames>();
   avatar->full = std::move(pkg.frames);
   avatar->crops = std::move(pkg.crop_frames);

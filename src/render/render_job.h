@@ -4,9 +4,8 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/status.h"
 #include "nn/nn.h"
@@ -50,10 +49,10 @@ struct RenderJobOptions {
 
 struct RenderReport {
   int64_t frames = 0;
-  double wall_s = 0;       // the whole job, loading included
-  double fps = 0;          // frames / (first inference -> last frame written)
-  double load_ms = 0;      // package decode + model load
-  double audio_ms = 0;     // audio decode + mel + encoder, or reading the feature file
+  double wall_s = 0;    // the whole job, loading included
+  double fps = 0;       // frames / (first inference -> last frame written)
+  double load_ms = 0;   // package decode + model load
+  double audio_ms = 0;  // audio decode + mel + encoder, or reading the feature file
   double prep_ms_per_frame = 0;
   double infer_ms_per_frame = 0;
   double composite_ms_per_frame = 0;  // summed over workers: CPU time per frame

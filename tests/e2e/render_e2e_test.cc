@@ -2,9 +2,11 @@
 // random-weight models from tools/export_models.py. Skipped, with a message, when the
 // shared data, the binary or Debian's python3 with torch is absent.
 //
-// The exported models are cached in $TALKRENDER_BUILD/e2e_models (exported once, written
+// The exported models are cached in $TALKRENDER_BUILD/e2e_models-<hash of the export tool>
+// (exported once, written
 // to a temporary folder and renamed, so parallel test processes do not collide).
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -15,13 +17,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 extern char** environ;
 
@@ -98,7 +98,10 @@ class RenderE2E : public testing::Test {
       skip_reason_ = "/usr/bin/python3 (Debian's, with torch) not found";
       return;
     }
-    models_ = build_dir() / "e2e_models";
+    // Keyed by the export tool's source: a changed tool gives different weights.
+    const std::string tool_src = slurp(source_root() / "tools" / "export_models.py") +
+                                 slurp(source_root() / "tools" / "model_arch.py");
+    models_ = build_dir() / ("e2e_models-" + std::to_string(std::hash<std::string>{}(tool_src)));
     if (!fs::exists(models_ / "gen320-ave.onnx") || !fs::exists(models_ / "encoder.onnx")) {
       const fs::path tmp = models_.string() + ".tmp-" + std::to_string(getpid());
       std::string out;
@@ -119,9 +122,9 @@ class RenderE2E : public testing::Test {
 
   void SetUp() override {
     if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
-    work_ = fs::temp_directory_path() /
-            ("talkrender_e2e_" + std::to_string(getpid()) + "_" +
-             testing::UnitTest::GetInstance()->current_test_info()->name());
+    work_ =
+        fs::temp_directory_path() / ("talkrender_e2e_" + std::to_string(getpid()) + "_" +
+                                     testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(work_);
     fs::create_directories(work_);
   }
@@ -164,8 +167,8 @@ class RenderE2E : public testing::Test {
 TEST_F(RenderE2E, PngFramesMatchTheReference) {
   const fs::path out = work_ / "frames";
   auto args = features_args(out.string() + "/");
-  args.insert(args.end(), {"--frames", "5", "--start-frame", "520", "--batch", "3",
-                           "--report-json", (work_ / "report.json").string()});
+  args.insert(args.end(), {"--frames", "5", "--start-frame", "520", "--batch", "3", "--report-json",
+                           (work_ / "report.json").string()});
   std::string log;
   ASSERT_EQ(run(args, work_ / "render.log", &log), 0) << log;
   ASSERT_EQ(list_dir(out).size(), 5u) << log;
@@ -177,12 +180,12 @@ TEST_F(RenderE2E, PngFramesMatchTheReference) {
   EXPECT_EQ(report["frames"], 5);
 
   std::string ref;
-  int rc = run({"/usr/bin/python3", (source_root() / "tests/e2e/reference_frames.py").string(),
-                "--package", (shared_data() / "sanders").string(), "--features",
-                (shared_data() / "sanders" / "aud_ave.bin").string(), "--pngs", out.string(),
-                "--start-frame", "520", "--non-saturated", "--tools",
-                (source_root() / "tools").string()},
-               work_ / "reference.log", &ref);
+  int rc = run(
+      {"/usr/bin/python3", (source_root() / "tests/e2e/reference_frames.py").string(), "--package",
+       (shared_data() / "sanders").string(), "--features",
+       (shared_data() / "sanders" / "aud_ave.bin").string(), "--pngs", out.string(),
+       "--start-frame", "520", "--non-saturated", "--tools", (source_root() / "tools").string()},
+      work_ / "reference.log", &ref);
   EXPECT_EQ(rc, 0) << ref;
   const auto brace = ref.rfind('{');
   ASSERT_NE(brace, std::string::npos) << ref;
@@ -234,9 +237,8 @@ TEST_F(RenderE2E, Mp4FromAudioFile) {
   const fs::path out = work_ / "talk.mp4";
   auto args = render_args(out.string());
   args.insert(args.end(), {"--audio", (shared_data() / "audio" / "talk_hb.wav").string(),
-                           "--audio-encoder", (models_ / "encoder.onnx").string(),
-                           "--preset", "ultrafast", "--report-json",
-                           (work_ / "report.json").string()});
+                           "--audio-encoder", (models_ / "encoder.onnx").string(), "--preset",
+                           "ultrafast", "--report-json", (work_ / "report.json").string()});
   std::string log;
   ASSERT_EQ(run(args, work_ / "render.log", &log), 0) << log;
   auto report = nlohmann::json::parse(slurp(work_ / "report.json"));

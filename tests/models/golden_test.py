@@ -235,6 +235,7 @@ def main():
     ap.add_argument('--infer-arg', action='append', default=[],
                     help='extra argument for every infer call (repeatable)')
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up live under ctest
     if args.list:
         print('\n'.join(CASES))
         return 0

@@ -1,5 +1,6 @@
 // The threaded pipeline with fake stages: ordering and determinism over many batch/worker
 // combinations, backpressure bound, errors, and interrupts (temporary files removed).
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -9,8 +10,6 @@
 #include <mutex>
 #include <random>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "common/interrupt.h"
 #include "render/render.h"
@@ -188,8 +187,8 @@ TEST(Pipeline, FramesOptionAndCropsFromVideo) {
   o.order = FrameOrder::kLoop;
   o.frames = 5;
   o.batch = 2;
-  auto r = run_pipeline(avatar, std::make_shared<FakeAudio>(50),
-                        std::make_shared<FakePredictor>(0), sink, o);
+  auto r = run_pipeline(avatar, std::make_shared<FakeAudio>(50), std::make_shared<FakePredictor>(0),
+                        sink, o);
   ASSERT_TRUE(r.ok()) << r.error().message;
   ASSERT_EQ(sink->frames.size(), 5u);
   FakePredictor pred(0);
@@ -222,8 +221,7 @@ TEST(Pipeline, ErrorsAbortTheSink) {
     auto r = run_pipeline(avatar, std::make_shared<FakeAudio>(10),
                           std::make_shared<WrongShapePredictor>(), sink, o);
     ASSERT_FALSE(r.ok());
-    EXPECT_NE(r.error().message.find("expected float32"), std::string::npos)
-        << r.error().message;
+    EXPECT_NE(r.error().message.find("expected float32"), std::string::npos) << r.error().message;
     EXPECT_EQ(sink->aborted, 1);
     EXPECT_EQ(sink->finished, 0);
   }
@@ -274,9 +272,9 @@ class TempDirSink : public FrameSink {
 };
 
 void run_interrupted(int batch_delay_ms, int interrupt_after_ms) {
-  const fs::path dir = fs::temp_directory_path() /
-                       ("render_interrupt_" + std::to_string(::getpid()) + "_" +
-                        std::to_string(batch_delay_ms));
+  const fs::path dir =
+      fs::temp_directory_path() /
+      ("render_interrupt_" + std::to_string(::getpid()) + "_" + std::to_string(batch_delay_ms));
   fs::remove_all(dir);
   fs::create_directories(dir);
   const fs::path out = dir / "frames";

@@ -1,10 +1,10 @@
 // Frame order, per-frame preparation, compositing and audio windows (contract 3, 4, 5).
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <limits>
-#include <vector>
-
-#include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
+#include <vector>
 
 #include "render/render.h"
 
@@ -100,8 +100,8 @@ void check_input(int size) {
   int64_t masked = 0;
   for (int y = 0; y < S; ++y) {
     for (int x = 0; x < S; ++x) {
-      const bool in_mask = x >= 5 && x < (size == 320 ? 315 : 155) && y >= 5 &&
-                           y < (size == 320 ? 310 : 150);
+      const bool in_mask =
+          x >= 5 && x < (size == 320 ? 315 : 155) && y >= 5 && y < (size == 320 ? 310 : 150);
       masked += in_mask;
       for (int c = 0; c < 3; ++c) {
         const float roi = static_cast<float>(crop.at<cv::Vec3b>(y + 4, x + 4)[c]) / 255.0f;
@@ -118,8 +118,8 @@ TEST(Prep, InputTensor160) { check_input(160); }
 
 TEST(Prep, PredictionTruncatesLikeNumpy) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  std::vector<float> pred = {0.5f, 1.0f, 0.999f, -0.2f, nan, 1.5f, 0.0f, 0.25f, 0.004f,
-                             0.1f, 0.2f, 0.3f};
+  std::vector<float> pred = {0.5f, 1.0f,  0.999f, -0.2f, nan,  1.5f,
+                             0.0f, 0.25f, 0.004f, 0.1f,  0.2f, 0.3f};
   // A 2x2 prediction: 3 planes of 4 values.
   cv::Mat img = prediction_to_image(pred.data(), 2);
   for (int c = 0; c < 3; ++c) {

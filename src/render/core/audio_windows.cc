@@ -1,7 +1,7 @@
 // Per-frame audio windows over a padded feature matrix: contract section 4 step 12.
-#include <cstring>
-
 #include <fmt/format.h>
+
+#include <cstring>
 
 #include "render/render.h"
 
@@ -11,9 +11,8 @@ Result<std::unique_ptr<FeatureWindows>> FeatureWindows::create(Tensor features,
                                                                int64_t window_numel,
                                                                const std::string& name) {
   if (features.dtype() != DType::kFloat32 || features.rank() != 2 || features.dim(0) < 1) {
-    return BadInput(fmt::format("{}: audio features must be float32 [rows, block], got {} {}",
-                                name, dtype_name(features.dtype()),
-                                shape_str(features.shape())));
+    return BadInput(fmt::format("{}: audio features must be float32 [rows, block], got {} {}", name,
+                                dtype_name(features.dtype()), shape_str(features.shape())));
   }
   const int64_t rows = features.dim(0), block = features.dim(1);
   if (16 * block != window_numel) {
@@ -44,10 +43,10 @@ Result<AudioMode> audio_mode_for_shape(const Shape& shape) {
   for (const auto& m : kModes) {
     if (m.shape == shape) return m;
   }
-  return BadInput(fmt::format(
-      "the generator's audio input {} is not a known mode (ave [32, 16, 16], hubert "
-      "[32, 32, 32], wenet [256, 16, 32])",
-      shape_str(shape)));
+  return BadInput(
+      fmt::format("the generator's audio input {} is not a known mode (ave [32, 16, 16], hubert "
+                  "[32, 32, 32], wenet [256, 16, 32])",
+                  shape_str(shape)));
 }
 
 }  // namespace tr::render

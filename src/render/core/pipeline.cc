@@ -21,6 +21,8 @@
 //
 // Determinism: each frame's result depends only on its own inputs, never on which batch
 // or worker handled it, and the writer emits in index order.
+#include <fmt/format.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -28,8 +30,6 @@
 #include <mutex>
 #include <optional>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "common/interrupt.h"
 #include "render/render.h"
@@ -82,9 +82,8 @@ struct State {
 };
 
 void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrames> avatar,
-                    std::shared_ptr<const AudioWindows> audio,
-                    std::shared_ptr<Predictor> predictor, PipelineOptions opts, int64_t total,
-                    int64_t max_in_flight) {
+                    std::shared_ptr<const AudioWindows> audio, std::shared_ptr<Predictor> predictor,
+                    PipelineOptions opts, int64_t total, int64_t max_in_flight) {
   const PrepSettings& ps = opts.prep;
   const int S = ps.size;
   const int64_t input_numel = 6LL * S * S;
@@ -131,10 +130,10 @@ void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrame
     }
     const Tensor& pred = out.value();
     if (pred.dtype() != DType::kFloat32 || pred.shape() != Shape{nb, 3, S, S}) {
-      st->fail(RuntimeError(fmt::format("the generator returned {} {} for a batch of {}; "
-                                        "expected float32 [{}, 3, {}, {}]",
-                                        dtype_name(pred.dtype()), shape_str(pred.shape()), nb,
-                                        nb, S, S)));
+      st->fail(RuntimeError(
+          fmt::format("the generator returned {} {} for a batch of {}; "
+                      "expected float32 [{}, 3, {}, {}]",
+                      dtype_name(pred.dtype()), shape_str(pred.shape()), nb, nb, S, S)));
       break;
     }
     std::lock_guard<std::mutex> lock(st->mu);
@@ -159,8 +158,7 @@ void worker_loop(State* st, const AvatarFrames* avatar, const PrepSettings* ps) 
     Task t;
     {
       std::unique_lock<std::mutex> lock(st->mu);
-      st->cv.wait(lock,
-                  [&] { return st->stop || !st->tasks.empty() || st->inference_done; });
+      st->cv.wait(lock, [&] { return st->stop || !st->tasks.empty() || st->inference_done; });
       if (st->stop) return;
       if (st->tasks.empty()) return;  // inference finished and nothing is left
       t = std::move(st->tasks.front());
@@ -228,7 +226,8 @@ void writer_loop(State* st, FrameSink* sink, int64_t total,
 Result<PipelineStats> run_pipeline(std::shared_ptr<const AvatarFrames> avatar,
                                    std::shared_ptr<const AudioWindows> audio,
                                    std::shared_ptr<Predictor> predictor,
-                                   std::shared_ptr<FrameSink> sink, const PipelineOptions& opts_in) {
+                                   std::shared_ptr<FrameSink> sink,
+                                   const PipelineOptions& opts_in) {
   if (!avatar || !audio || !predictor || !sink) {
     return RuntimeError("run_pipeline: a stage is missing");
   }
@@ -261,8 +260,7 @@ Result<PipelineStats> run_pipeline(std::shared_ptr<const AvatarFrames> avatar,
   for (int w = 0; w < opts.workers; ++w) {
     workers.emplace_back(worker_loop, st.get(), avatar.get(), &opts.prep);
   }
-  std::thread inference(inference_loop, st, avatar, audio, predictor, opts, total,
-                        max_in_flight);
+  std::thread inference(inference_loop, st, avatar, audio, predictor, opts, total, max_in_flight);
 
   // Supervise: wake every 50 ms to poll the interrupt flag (signal handlers only set it).
   {

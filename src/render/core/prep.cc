@@ -1,8 +1,8 @@
 // Frame order, per-frame preparation and compositing: contract sections 3 and 5.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <fmt/format.h>
 #include <opencv2/imgproc.hpp>
 
 #include "render/render.h"
@@ -15,9 +15,7 @@ Result<FrameOrder> parse_frame_order(const std::string& s) {
   return BadInput(fmt::format("--order: unknown frame order '{}' (pingpong or loop)", s));
 }
 
-const char* frame_order_name(FrameOrder o) {
-  return o == FrameOrder::kLoop ? "loop" : "pingpong";
-}
+const char* frame_order_name(FrameOrder o) { return o == FrameOrder::kLoop ? "loop" : "pingpong"; }
 
 int avatar_frame_for(int64_t output_index, int avatar_frames, FrameOrder order, int64_t start) {
   if (avatar_frames <= 1) return 0;
@@ -58,10 +56,10 @@ PrepSettings PrepSettings::for_size(int size) {
 Status check_rect(const cv::Rect& rect, const cv::Size& frame_size, int avatar_frame) {
   if (rect.width <= 0 || rect.height <= 0 || rect.x < 0 || rect.y < 0 ||
       rect.x + rect.width > frame_size.width || rect.y + rect.height > frame_size.height) {
-    return BadInput(fmt::format(
-        "frame {}: crop rectangle [{}, {}, {}, {}] is empty or outside the {}x{} frame",
-        avatar_frame, rect.x, rect.y, rect.x + rect.width, rect.y + rect.height,
-        frame_size.width, frame_size.height));
+    return BadInput(
+        fmt::format("frame {}: crop rectangle [{}, {}, {}, {}] is empty or outside the {}x{} frame",
+                    avatar_frame, rect.x, rect.y, rect.x + rect.width, rect.y + rect.height,
+                    frame_size.width, frame_size.height));
   }
   return Status::Ok();
 }
@@ -137,8 +135,8 @@ void composite_frame(const cv::Mat& full_bgr, const cv::Rect& rect, const cv::Ma
 Status validate_avatar(const AvatarFrames& a, const PrepSettings& s, const std::string& name) {
   if (a.full.empty()) return BadInput(name + ": the avatar has no frames");
   if (a.rects.size() != a.full.size()) {
-    return BadInput(fmt::format("{}: {} frames but {} crop rectangles", name, a.full.size(),
-                                a.rects.size()));
+    return BadInput(
+        fmt::format("{}: {} frames but {} crop rectangles", name, a.full.size(), a.rects.size()));
   }
   if (!a.crops.empty() && a.crops.size() != a.full.size()) {
     return BadInput(
