@@ -117,10 +117,13 @@ def parse_args(argv):
     parser.add_argument('--checkpoint', metavar='X.pth',
                         help='load this state dict instead of random weights (needs '
                         'exactly one model in --models)')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='unpickle the checkpoint fully (it may then run code); by '
+                        'default only tensors and plain containers are loaded')
     parser.add_argument('--non-saturated', '--scale-weights', dest='non_saturated',
                         action='store_true',
-                        help='rescale the last conv so sigmoid outputs spread over (0,1) '
-                        '(random weights only; see below)')
+                        help='well-conditioned random weights whose sigmoid outputs spread '
+                        'over (0,1) (calibrated BatchNorm + rescaled last conv; see below)')
     parser.add_argument('--untrained-batchnorm', action='store_true',
                         help='leave BatchNorm at PyTorch\'s defaults (like an untrained '
                         'checkpoint); the export then shares identical initialisers '
@@ -277,17 +280,19 @@ def spread_sigmoid_outputs(model, name, gen):
     return scale
 
 
-def load_checkpoint(model, name, path):
+def load_checkpoint(model, name, path, trust):
     import torch
     try:
-        try:
-            state = torch.load(path, map_location='cpu', weights_only=True)
-        except TypeError:  # older torch without weights_only
+        if trust:
             state = torch.load(path, map_location='cpu')
+        else:
+            state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # pickle/zip errors have many types
-        detail = (str(e).splitlines() or [''])[0]
-        raise UsageError('cannot read checkpoint %s: not a PyTorch checkpoint (%s: %s)' %
-                         (path, type(e).__name__, detail))
+        detail = (str(e).splitlines() or [''])[0][:160]
+        hint = '' if trust else '; if it holds more than tensors and you trust it, add ' \
+            '--trust-checkpoint'
+        raise UsageError('cannot read checkpoint %s: not a PyTorch checkpoint (%s: %s)%s' %
+                         (path, type(e).__name__, detail, hint))
     for wrapper in ('state_dict', 'model', 'net', 'generator'):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -368,7 +373,7 @@ def export_one(name, args):
     gen = torch.Generator().manual_seed(seed)
     model = build_model(name)
     if args.checkpoint:
-        load_checkpoint(model, name, args.checkpoint)
+        load_checkpoint(model, name, args.checkpoint, args.trust_checkpoint)
         weights = 'checkpoint %s' % os.path.abspath(args.checkpoint)
     elif args.untrained_batchnorm:
         weights = 'random convs, untrained BatchNorm'

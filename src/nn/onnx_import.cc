@@ -119,6 +119,42 @@ Result<Tensor> constant_value(const Node& n, const std::string& where) {
   return BadInput(where + ": node " + n.describe() + " has no supported value attribute");
 }
 
+// Older opsets (7..10) spell a few of our ops differently: rewrite those nodes into the
+// current form, or refuse them by name when the semantics differ.
+Status upgrade_legacy_node(Node& node, int64_t opset, Graph& g, const std::string& where) {
+  if (opset < 10 && node.op == OpKind::kSlice && node.has_attr("starts")) {
+    // Slice-1: starts/ends/axes attributes -> constant inputs (Slice-10).
+    node.inputs.resize(1);
+    for (const char* key : {"starts", "ends", "axes"}) {
+      if (!node.has_attr(key)) break;
+      auto v = node.attr_ints(key);
+      node.inputs.push_back(g.add_constant(g.unique_name(node.name + "_" + key),
+                                           Tensor::i64({static_cast<int64_t>(v.size())}, v)));
+      node.attrs.erase(key);
+    }
+  }
+  if (opset < 11 && node.op == OpKind::kResize) {
+    return BadInput(where + ": node " + node.describe() +
+                    ": Resize before opset 11 is not supported");
+  }
+  const bool binary = node.op == OpKind::kAdd || node.op == OpKind::kSub ||
+                      node.op == OpKind::kMul || node.op == OpKind::kDiv;
+  if (opset < 7 && binary && node.attr_int("broadcast", 0) != 0 && node.has_attr("axis")) {
+    // Opset-6 broadcasting aligns B at `axis`; without axis it aligns B with A's trailing
+    // dimensions, which numpy broadcasting reproduces.
+    return BadInput(where + ": node " + node.describe() +
+                    ": legacy broadcasting with an axis attribute is not supported");
+  }
+  if (opset < 7 && node.op == OpKind::kBatchNormalization && node.attr_int("is_test", 0) == 0) {
+    return BadInput(where + ": node " + node.describe() +
+                    ": training mode (is_test = 0) is not supported");
+  }
+  if (node.op == OpKind::kBatchNormalization && node.attr_int("spatial", 1) != 1) {
+    return BadInput(where + ": node " + node.describe() + ": spatial = 0 is not supported");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Graph> import_onnx(const std::string& bytes, const std::string& name) {
@@ -242,6 +278,7 @@ Result<Graph> import_onnx(const std::string& bytes, const std::string& name) {
     }
     // Trailing omitted inputs carry no meaning.
     while (!node.inputs.empty() && node.inputs.back() == kNoId) node.inputs.pop_back();
+    TR_RETURN_IF_ERROR(upgrade_legacy_node(node, opset, g, name));
     g.add_node(std::move(node));
   }
   for (const auto& out : gp.output()) {

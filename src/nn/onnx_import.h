@@ -8,7 +8,9 @@
 
 namespace tr::nn {
 
-inline constexpr int64_t kMinOpset = 11;
+// The contract's exports use 11..17; older files (6..10) load
+// where our ops mean the same thing; the rest is refused by name (upgrade_legacy_node).
+inline constexpr int64_t kMinOpset = 6;
 inline constexpr int64_t kMaxOpset = 18;
 
 // Parses a serialized ModelProto. `name` (usually the path) prefixes every error message.

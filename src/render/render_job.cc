@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -110,6 +111,49 @@ class ProgressBar {
  private:
   Clock::time_point start_ = Clock::now(), last_;
 };
+
+// True when `inner` is `outer` or lies inside it (component-wise on canonical paths).
+bool is_same_or_inside(const fs::path& inner, const fs::path& outer) {
+  auto [o, i] = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
+  return o == outer.end();
+}
+
+// --overwrite must never replace one of the render's own inputs (it would be destroyed
+// after being read, or a folder output would swallow the package). Checked only when the
+// target exists, since otherwise nothing is replaced.
+Status check_output_is_not_an_input(const std::string& target, const RenderJobOptions& o) {
+  std::error_code ec;
+  const fs::path out = fs::weakly_canonical(target, ec);
+  if (ec) return Status::Ok();
+  std::vector<std::pair<std::string, std::string>> inputs = {
+      {"--audio", o.audio_path},
+      {"--features", o.features_path},
+      {"--generator", o.generator_path},
+      {"--audio-encoder", o.audio_encoder_path}};
+  if (!o.features_path.empty()) {
+    inputs.emplace_back("--features sidecar",
+                        fs::path(o.features_path).replace_extension(".json").string());
+  }
+  // The package's own files, and the package folder itself when the output would hold it.
+  for (const char* rel : {"full_body_video.mp4", "cache/crop_rectangles.json",
+                          "crops_328_video.mp4", "package_info.json", "aud_ave.bin", "aud_ave.json",
+                          "models/generator.onnx", "models/audio_encoder.onnx"}) {
+    inputs.emplace_back("--package", (fs::path(o.package_dir) / rel).string());
+  }
+  inputs.emplace_back("--package", o.package_dir);
+  for (const auto& [flag, path] : inputs) {
+    if (path.empty()) continue;
+    const fs::path in = fs::weakly_canonical(path, ec);
+    if (ec || !fs::exists(in, ec)) continue;
+    if (is_same_or_inside(in, out) || fs::equivalent(in, out, ec)) {
+      return BadInput(fmt::format(
+          "{}: the output is (or holds) {}, an input of this render ({}); --overwrite would "
+          "destroy it; choose another output path",
+          target, path, flag));
+    }
+  }
+  return Status::Ok();
+}
 
 struct ModelFit {
   int size = 0;
@@ -223,6 +267,7 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
   if (target_exists && !o.overwrite) {
     return BadInput(target + ": the output exists; pass --overwrite to replace it");
   }
+  if (target_exists) TR_RETURN_IF_ERROR(check_output_is_not_an_input(target, o));
   if (target_exists && to_dir != is_directory(target)) {
     return BadInput(target + (to_dir ? ": exists and is not a directory"
                                      : ": is a directory; give a file name for MP4 output"));
@@ -272,7 +317,10 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
                         audio::AudioEncoder::load(encoder_path, so));
     TR_ASSIGN_OR_RETURN(std::vector<float> samples, audio::load_audio(o.audio_path));
     if (interrupted()) return Interrupted();
-    TR_ASSIGN_OR_RETURN(features, audio::compute_features(samples, encoder->fn()));
+    auto computed = audio::compute_features(samples, encoder->fn());
+    // The audio front end does not know the file's name (e.g. "audio too short").
+    if (!computed.ok()) return Status(computed.error()).with_context(o.audio_path);
+    features = std::move(*computed);
   }
   report.audio_ms = ms_since(t_audio);
   const std::string features_name = o.features_path.empty() ? o.audio_path : o.features_path;

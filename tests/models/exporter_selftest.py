@@ -85,9 +85,10 @@ def main():
             golden = np.load(os.path.join(out, 'encoder.b2.output.npy'))
             with torch.no_grad():
                 want = encoder(torch.from_numpy(mel)).numpy()
-            check(np.array_equal(golden, want),
-                  'golden output is the checkpoint model\'s output (max|diff| %g)' %
-                  float(np.abs(golden - want).max()))
+            # Not bitwise: this process may use another thread count than the exporter.
+            err = float(np.abs(golden - want).max())
+            check(err <= 1e-6 * float(np.abs(want).max()),
+                  'golden output is the checkpoint model\'s output (max|diff| %g)' % err)
 
         # Wrapped and DataParallel-prefixed: {'state_dict': {'module.audio_encoder...'}}.
         wrapped = os.path.join(tmp, 'wrapped.pth')

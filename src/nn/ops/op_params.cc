@@ -200,6 +200,12 @@ Result<ResizeParams> resize_params(const Node& n, const Shape& x, const Tensor* 
     return BadInput(n.describe() + ": nearest_mode '" + nm + "' is not supported");
   }
   if (n.has_attr("axes")) return BadInput(n.describe() + ": the axes attribute is not supported");
+  if (n.attr_int("antialias", 0) != 0) {
+    return BadInput(n.describe() + ": antialias is not supported");
+  }
+  if (n.attr_int("exclude_outside", 0) != 0) {
+    return BadInput(n.describe() + ": exclude_outside is not supported");
+  }
   if (n.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch") {
     return BadInput(n.describe() + ": keep_aspect_ratio_policy is not supported");
   }
