@@ -7,6 +7,10 @@
 #include "audio/audio.h"
 #include "cli/commands.h"
 #include "common/npy.h"
+
+extern "C" {
+#include <libavutil/log.h>
+}
 #include "nn/nn.h"
 
 namespace tr::cli {
@@ -45,6 +49,8 @@ int cmd_features(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  // Errors are reported as one line naming the file; FFmpeg's own chatter would add more.
+  av_log_set_level(AV_LOG_FATAL);
   if (batch < 1) return fail(BadInput("--batch must be >= 1"));
   auto backend_kind = nn::parse_backend(backend);
   if (!backend_kind.ok()) return fail(backend_kind.error());

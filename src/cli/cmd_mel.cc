@@ -7,6 +7,10 @@
 #include "cli/commands.h"
 #include "common/npy.h"
 
+extern "C" {
+#include <libavutil/log.h>
+}
+
 namespace tr::cli {
 
 int cmd_mel(int argc, char** argv) {
@@ -22,6 +26,8 @@ int cmd_mel(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  // Errors are reported as one line naming the file; FFmpeg's own chatter would add more.
+  av_log_set_level(AV_LOG_FATAL);
   const auto start = std::chrono::steady_clock::now();
   audio::AudioInfo info;
   auto samples = audio::load_audio(audio_path, &info);

@@ -6,15 +6,16 @@
 // reproduces exactly that setup.
 #include "io/video_reader.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <thread>
-#include <atomic>
-#include <limits>
-#include <cstdlib>
-#include <sys/mman.h>
 
 #include "io/av_util.h"
 
@@ -356,12 +357,13 @@ class FrameArena {
     rows_ = rows;
     cols_ = cols;
     slot_rows_ = slot_rows;
-    if (!std::getenv("TR_NO_PREFAULT")) prefaulter_ = std::thread([this] { prefault(); });
+    prefaulter_ = std::thread([this] { prefault(); });
   }
 
   // Frame k's storage: a slot of the arena, or a separate buffer if it does not fit.
   cv::Mat frame(int64_t k, int rows, int cols) {
     if (k >= count_ || rows != rows_ || cols != cols_) return allocate_bgr_frame(rows, cols);
+    next_frame_ = k + 1;
     const int first = static_cast<int>(k * slot_rows_);
     return storage_.rowRange(first, first + rows);
   }
@@ -375,9 +377,15 @@ class FrameArena {
   void prefault() {
     const size_t page = 4096, chunk = size_t(8) << 20;
     uintptr_t begin = (reinterpret_cast<uintptr_t>(storage_.data) + page - 1) & ~(page - 1);
-    uintptr_t end = (reinterpret_cast<uintptr_t>(storage_.data) + storage_.total() * 3) &
-                    ~(page - 1);
+    uintptr_t end =
+        (reinterpret_cast<uintptr_t>(storage_.data) + storage_.total() * 3) & ~(page - 1);
+    const size_t slot_bytes = static_cast<size_t>(slot_rows_) * cols_ * 3;
+    const uintptr_t base = reinterpret_cast<uintptr_t>(storage_.data);
     for (uintptr_t p = begin; p < end && !stop_; p += chunk) {
+      // Stay at most kAhead frames ahead of the decoder, so that a header that overstates
+      // the frame count does not make us fault in memory no frame will use.
+      while (!stop_ && p - base > (next_frame_.load() + kAhead) * slot_bytes)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
       size_t len = std::min<uintptr_t>(chunk, end - p);
       if (madvise(reinterpret_cast<void*>(p), len, MADV_POPULATE_WRITE) != 0) {
         // Older kernels: write-fault each page with an atomic add of 0, which cannot lose
@@ -391,7 +399,9 @@ class FrameArena {
   cv::Mat storage_;
   int64_t count_ = 0;
   int rows_ = 0, cols_ = 0, slot_rows_ = 0;
+  static constexpr int64_t kAhead = 48;
   std::atomic<bool> stop_{false};
+  std::atomic<int64_t> next_frame_{0};
   std::thread prefaulter_;
 };
 
@@ -404,7 +414,7 @@ Result<std::vector<cv::Mat>> decode_all_frames(const std::string& path, const De
   FrameArena arena;
   if (impl.info.frame_count > 0) {
     frames.reserve(impl.info.frame_count);
-    if (!std::getenv("TR_NO_ARENA")) arena.allocate(impl.info.frame_count, impl.info.height, impl.info.width);
+    arena.allocate(impl.info.frame_count, impl.info.height, impl.info.width);
   }
   ConversionPool pool(av::thread_count(opts.threads), path);
   Status decode_status;

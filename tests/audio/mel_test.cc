@@ -269,6 +269,12 @@ TEST(Cli, MelCommand) {
       2);
   EXPECT_NE(out.find(dir + "/nope.wav"), std::string::npos) << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  { std::ofstream(dir + "/text.mp3") << "this is not audio\n"; }  // FFmpeg warns about it
+  EXPECT_EQ(
+      test::run_command(exe + " mel --audio " + dir + "/text.mp3 --out " + dir + "/x.npy", &out),
+      2);
+  EXPECT_NE(out.find(dir + "/text.mp3"), std::string::npos) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_EQ(test::run_command(exe + " mel --audio " + dir + "/tone.wav", &out), 2);  // no --out
   EXPECT_EQ(test::run_command(exe + " features --audio " + dir + "/tone.wav --audio-encoder " +
                                   dir + "/none.onnx --out " + dir + "/p.npy",

@@ -29,6 +29,13 @@ cv::Mat synthetic_frame(int i, int w = kW, int h = kH) {
   return m;
 }
 
+Mp4Options mp4_options(int w, int h) {
+  Mp4Options o;
+  o.width = w;
+  o.height = h;
+  return o;
+}
+
 size_t count_entries(const std::string& dir) {
   size_t n = 0;
   for (auto& e : fs::directory_iterator(dir)) {
@@ -118,7 +125,9 @@ INSTANTIATE_TEST_SUITE_P(Audio, Mp4RoundTrip,
 TEST(Mp4Writer, NoAudioAndNonIntegerFps) {
   TempDir tmp;
   std::string out = tmp.file("video only.mp4");
-  Mp4Options o{.width = 64, .height = 48, .fps_num = 30000, .fps_den = 1001};
+  Mp4Options o = mp4_options(64, 48);
+  o.fps_num = 30000;
+  o.fps_den = 1001;
   auto w = create_mp4_writer(out, o);
   ASSERT_TRUE(w.ok()) << w.error().message;
   for (int i = 0; i < 10; ++i) ASSERT_TRUE((*w)->write_frame(synthetic_frame(i, 64, 48)).ok());
@@ -129,7 +138,7 @@ TEST(Mp4Writer, NoAudioAndNonIntegerFps) {
 
 TEST(Mp4Writer, AbortAndDestructorLeaveNothing) {
   TempDir tmp;
-  Mp4Options o{.width = kW, .height = kH};
+  Mp4Options o = mp4_options(kW, kH);
   {
     auto w = create_mp4_writer(tmp.file("a.mp4"), o);
     ASSERT_TRUE(w.ok());
@@ -149,20 +158,24 @@ TEST(Mp4Writer, AbortAndDestructorLeaveNothing) {
 
 TEST(Mp4Writer, RejectsBadInput) {
   TempDir tmp;
-  EXPECT_FALSE(create_mp4_writer(tmp.file("x.mp4"), {.width = 161, .height = 120}).ok());
-  EXPECT_FALSE(create_mp4_writer(tmp.file("x.mp4"), {.width = kW, .height = kH, .crf = 60}).ok());
-  auto bad_preset =
-      create_mp4_writer(tmp.file("x.mp4"), {.width = kW, .height = kH, .preset = "warp9"});
+  EXPECT_FALSE(create_mp4_writer(tmp.file("x.mp4"), mp4_options(161, 120)).ok());
+  Mp4Options o = mp4_options(kW, kH);
+  o.crf = 60;
+  EXPECT_FALSE(create_mp4_writer(tmp.file("x.mp4"), o).ok());
+  o = mp4_options(kW, kH);
+  o.preset = "warp9";
+  auto bad_preset = create_mp4_writer(tmp.file("x.mp4"), o);
   ASSERT_FALSE(bad_preset.ok());
   EXPECT_NE(bad_preset.error().message.find("warp9"), std::string::npos);
-  auto no_audio = create_mp4_writer(tmp.file("x.mp4"),
-                                    {.width = kW, .height = kH, .audio_path = tmp.file("no.wav")});
+  o = mp4_options(kW, kH);
+  o.audio_path = tmp.file("no.wav");
+  auto no_audio = create_mp4_writer(tmp.file("x.mp4"), o);
   ASSERT_FALSE(no_audio.ok());
   EXPECT_EQ(no_audio.error().kind, ErrorKind::kBadInput);
   EXPECT_NE(no_audio.error().message.find("no.wav"), std::string::npos);
   EXPECT_EQ(count_entries(tmp.path()), 0u);
 
-  auto w = create_mp4_writer(tmp.file("x.mp4"), {.width = kW, .height = kH});
+  auto w = create_mp4_writer(tmp.file("x.mp4"), mp4_options(kW, kH));
   ASSERT_TRUE(w.ok());
   Status s = (*w)->write_frame(synthetic_frame(0, 64, 48));
   ASSERT_FALSE(s.ok());
@@ -197,7 +210,9 @@ TEST(ImageSequenceWriter, JpegAndAbort) {
   TempDir tmp;
   std::string dir = tmp.file("jpgs");
   {
-    auto w = create_image_sequence_writer(dir, {.format = ImageFormat::kJpg});
+    ImageSequenceOptions jpg;
+    jpg.format = ImageFormat::kJpg;
+    auto w = create_image_sequence_writer(dir, jpg);
     ASSERT_TRUE(w.ok()) << w.error().message;
     ASSERT_TRUE((*w)->write_frame(synthetic_frame(0)).ok());
     ASSERT_TRUE((*w)->finish().ok());

@@ -24,7 +24,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
+#include <thread>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <unordered_map>
@@ -833,9 +836,36 @@ Status Compiler::compile() {
   return Status();
 }
 
+// libgomp (Debian's oneDNN runs on it) spins 300000 times at every barrier before sleeping,
+// unless it manages more threads than there are CPUs; then it spins 100 times. On a machine
+// shared with other work (this project's 2-core build host runs at load 15-20) the spinning
+// thread steals the time slice its partner needs to reach the barrier, and a frame took 4.5x
+// longer than with OMP_WAIT_POLICY=passive (3150 vs 698 ms, same minute). The environment
+// can't be changed once libgomp is loaded, so, unless the user chose a policy, one parked
+// helper team makes libgomp count more threads than CPUs and use its short spin. Costs: two
+// idle threads; ~80 futex wake-ups per frame when the machine is idle.
+void prefer_short_omp_spin() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") ||
+        std::getenv("TR_CPU_OMP_SPIN"))
+      return;
+    std::thread([] {
+#pragma omp parallel num_threads(omp_get_num_procs())
+      {
+      }
+      // Parked for good: the team's threads stay managed (and idle) while this one lives.
+      std::mutex m;
+      std::condition_variable never;
+      std::unique_lock<std::mutex> lock(m);
+      never.wait(lock, [] { return false; });
+    }).detach();
+  });
+}
+
 class CpuBackend final : public Backend {
  public:
-  CpuBackend() : eng_(dnnl::engine::kind::cpu, 0) {}
+  CpuBackend() : eng_(dnnl::engine::kind::cpu, 0) { prefer_short_omp_spin(); }
   const char* name() const override { return "cpu"; }
   Result<std::unique_ptr<Executable>> compile(const Graph& g, int threads) override {
     if (threads <= 0) threads = omp_get_num_procs();
