@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/interrupt.h"
 #include "io/av_util.h"
 
 namespace tr::io {
@@ -419,6 +420,10 @@ Result<std::vector<cv::Mat>> decode_all_frames(const std::string& path, const De
   ConversionPool pool(av::thread_count(opts.threads), path);
   Status decode_status;
   for (;;) {
+    if (interrupted()) {
+      decode_status = Interrupted(path + ": decoding interrupted");
+      break;
+    }
     auto f = impl.next_av_frame();
     if (!f.ok()) {
       decode_status = f.status();

@@ -104,6 +104,42 @@ INSTANTIATE_TEST_SUITE_P(
         BadRectCase{"huge", R"({"0": {"rect": [1,2,3,99999999999]}})", "not an integer"}),
     [](const auto& info) { return std::string(info.param.name); });
 
+// What the fuzz target does, deterministically: mangled input must give a value or an
+// error, never a crash or an exception.
+TEST(ParseCropRects, SurvivesMutatedInput) {
+  const std::string valid = rects_json(4);
+  uint32_t state = 12345;
+  auto next = [&] { return state = state * 1664525u + 1013904223u; };
+  const std::string alphabet = "{}[]\":,0123456789-.e \\rect";
+  int ok = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string s = valid;
+    for (int m = 0, n = 1 + next() % 4; m < n; ++m) {
+      size_t pos = next() % s.size();
+      switch (next() % 3) {
+        case 0:
+          s[pos] = alphabet[next() % alphabet.size()];
+          break;
+        case 1:
+          s.erase(pos, 1 + next() % 8);
+          break;
+        default:
+          s.insert(pos, 1, alphabet[next() % alphabet.size()]);
+          break;
+      }
+      if (s.empty()) s = "{";
+    }
+    auto r = parse_crop_rects(s, "fuzz.json");
+    if (r.ok()) {
+      ++ok;
+      for (const auto& rect : *r) EXPECT_TRUE(rect.x2 > rect.x1 && rect.y2 > rect.y1);
+    } else {
+      EXPECT_FALSE(r.error().message.empty());
+    }
+  }
+  EXPECT_GT(ok, 0) << "some mutations keep the JSON valid";
+}
+
 TEST(ValidateCropRects, ChecksBoundsAndCount) {
   std::vector<CropRect> rects = {{0, 0, 10, 10}, {90, 50, 96, 64}};
   EXPECT_TRUE(validate_crop_rects(rects, 2, 96, 64, "r").ok());

@@ -66,6 +66,7 @@ TEST_P(GeneratedClipTest, DecodeAllAndReaderMatchFfmpegCli) {
 INSTANTIATE_TEST_SUITE_P(
     Clips, GeneratedClipTest,
     ::testing::Values(ClipCase{"plain", 160, 120, ""}, ClipCase{"odd_width", 150, 98, ""},
+                      ClipCase{"width_4_mod_8", 100, 60, ""},
                       ClipCase{"bt709_tagged", 160, 120, "-colorspace bt709 -color_range tv"},
                       ClipCase{"full_range", 96, 64, "-color_range pc"}),
     [](const auto& info) { return std::string(info.param.name); });

@@ -267,6 +267,25 @@ TEST(CpuGraphTest, ExecutablesRunConcurrently) {
   for (float w : worst) EXPECT_LE(w, 1e-5f);
 }
 
+// A 1x1 conv with a residual feeding a depthwise conv: not fusable (the residual belongs to
+// the 1x1's output), must still be right.
+TEST(CpuGraphTest, ResidualOneByOneThenDepthwise) {
+  Builder b;
+  ValueId x = b.input("x", {3, 8, 9, 10});
+  ValueId r = b.input("r", {3, 16, 9, 10});
+  ValueId e =
+      b.op(OpKind::kFusedConv, {x, b.constant("w", random_tensor({16, 8, 1, 1}, 61)), kNoId, r},
+           {{"activation", std::string("Relu")}});
+  b.output(b.op(OpKind::kFusedConv, {e, b.constant("dw", random_tensor({16, 1, 3, 3}, 62))},
+                {{"kernel_shape", Ints{3, 3}},
+                 {"strides", Ints{2, 2}},
+                 {"pads", Ints{1, 1, 1, 1}},
+                 {"group", int64_t{16}},
+                 {"activation", std::string("Relu")}}));
+  expect_matches_reference(
+      b.g, {random_tensor({3, 8, 9, 10}, 63), random_tensor({3, 16, 9, 10}, 64)}, 1e-4f);
+}
+
 TEST(CpuGraphTest, WrongInputShapeIsAnError) {
   Builder b;
   ValueId x = b.input("x", {1, 8, 4, 4});

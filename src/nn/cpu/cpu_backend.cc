@@ -24,10 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
-#include <thread>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <unordered_map>
@@ -424,8 +421,9 @@ Status Compiler::compile_conv(size_t index, const Node& n) {
   ValueId y = n.output(0);
   bool fused = false;
   std::vector<NodeId> absorbed;
-  // 1x1 -> depthwise fusion: the expanded tensor never goes to memory.
-  if (const NodeId dw_id = fusable_depthwise(p, y); dw_id != kNoId) {
+  // 1x1 -> depthwise fusion: the expanded tensor never goes to memory. (Not with a residual:
+  // the sum post-op would read the depthwise output buffer.)
+  if (const NodeId dw_id = residual == kNoId ? fusable_depthwise(p, y) : kNoId; dw_id != kNoId) {
     const Node& dw = g_.nodes[dw_id];
     const ConvParams q = *conv_params(dw, shape(y), shape(dw.input(1)));
     dnnl::post_ops fused_po = po;
@@ -836,36 +834,9 @@ Status Compiler::compile() {
   return Status();
 }
 
-// libgomp (Debian's oneDNN runs on it) spins 300000 times at every barrier before sleeping,
-// unless it manages more threads than there are CPUs; then it spins 100 times. On a machine
-// shared with other work (this project's 2-core build host runs at load 15-20) the spinning
-// thread steals the time slice its partner needs to reach the barrier, and a frame took 4.5x
-// longer than with OMP_WAIT_POLICY=passive (3150 vs 698 ms, same minute). The environment
-// can't be changed once libgomp is loaded, so, unless the user chose a policy, one parked
-// helper team makes libgomp count more threads than CPUs and use its short spin. Costs: two
-// idle threads; ~80 futex wake-ups per frame when the machine is idle.
-void prefer_short_omp_spin() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") ||
-        std::getenv("TR_CPU_OMP_SPIN"))
-      return;
-    std::thread([] {
-#pragma omp parallel num_threads(omp_get_num_procs())
-      {
-      }
-      // Parked for good: the team's threads stay managed (and idle) while this one lives.
-      std::mutex m;
-      std::condition_variable never;
-      std::unique_lock<std::mutex> lock(m);
-      never.wait(lock, [] { return false; });
-    }).detach();
-  });
-}
-
 class CpuBackend final : public Backend {
  public:
-  CpuBackend() : eng_(dnnl::engine::kind::cpu, 0) { prefer_short_omp_spin(); }
+  CpuBackend() : eng_(dnnl::engine::kind::cpu, 0) {}
   const char* name() const override { return "cpu"; }
   Result<std::unique_ptr<Executable>> compile(const Graph& g, int threads) override {
     if (threads <= 0) threads = omp_get_num_procs();
