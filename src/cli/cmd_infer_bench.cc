@@ -101,6 +101,7 @@ int cmd_infer_bench(int argc, char** argv) {
     std::printf("model %s (loaded in %.0f ms), backend %s, threads %d, median of %d runs\n",
                 model_path.c_str(), load_ms, nn::backend_name(*backend_kind), threads, runs);
     std::printf("%6s %12s %14s %10s\n", "batch", "ms/run", "ms/frame", "frames/s");
+    std::fflush(stdout);
   }
   std::mt19937 rng(1234);
   for (int64_t b : batches) {

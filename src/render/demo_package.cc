@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
+#include <vector>
 
 #include "common/files.h"
 #include "common/interrupt.h"
@@ -26,13 +27,14 @@ cv::Mat draw_demo_frame(int k, const DemoPackageOptions& o, cv::Rect* face_rect)
   cv::Mat img(H, W, CV_8UC3);
   // Background: a vertical gradient with slowly drifting soft bands, so that the parts
   // outside the face change from frame to frame too.
+  std::vector<double> band(W);  // depends on x only: one sine per column, not per pixel
+  for (int x = 0; x < W; ++x) band[x] = 12 * std::sin(kTwoPi * (x / (300.0 * sx) + k / 200.0));
   for (int y = 0; y < H; ++y) {
     cv::Vec3b* row = img.ptr<cv::Vec3b>(y);
     const double t = static_cast<double>(y) / H;
     for (int x = 0; x < W; ++x) {
-      const double band = 12 * std::sin(kTwoPi * (x / (300.0 * sx) + k / 200.0));
-      row[x] = cv::Vec3b(cv::saturate_cast<uint8_t>(150 - 60 * t + band),
-                         cv::saturate_cast<uint8_t>(120 - 40 * t + band / 2),
+      row[x] = cv::Vec3b(cv::saturate_cast<uint8_t>(150 - 60 * t + band[x]),
+                         cv::saturate_cast<uint8_t>(120 - 40 * t + band[x] / 2),
                          cv::saturate_cast<uint8_t>(90 - 30 * t));
     }
   }
