@@ -1,5 +1,6 @@
 // Session: validates named inputs, compiles one plan per input-shape set (shape inference,
 // per-shape passes, backend compile) and runs it.
+#include <cstring>
 #include <map>
 
 #include "nn/backend.h"
@@ -17,12 +18,50 @@ std::unique_ptr<Backend> make_cpu_backend() { return make_reference_backend(); }
 
 // Plans kept per Session (one per input-shape set, e.g. per batch size in use).
 constexpr size_t kMaxCachedPlans = 16;
+// Graph inputs that feed shape computation (Resize scales/sizes, Reshape shape, Pad pads...)
+// and hold at most this many elements are baked into the plan as constants, keyed by value.
+constexpr int64_t kMaxBakedElements = 64;
+
+namespace {
+
+// True when input `i` of `n` is read for its contents to size the output (so the output
+// shape cannot be known from the input shapes alone).
+bool is_shape_operand(const Node& n, size_t i) {
+  switch (n.op) {
+    case OpKind::kResize:
+      return i >= 1;  // roi, scales, sizes
+    case OpKind::kReshape:
+    case OpKind::kSqueeze:
+    case OpKind::kUnsqueeze:
+      return i == 1;
+    case OpKind::kPad:
+      return i >= 1;  // pads, constant_value, axes
+    case OpKind::kSlice:
+      return i >= 1;
+    case OpKind::kConstantOfShape:
+      return i == 0;
+    default:
+      return false;
+  }
+}
+
+// The plan key: every input's shape, plus the contents of the baked ones.
+struct PlanKey {
+  std::vector<Shape> shapes;
+  std::string baked_bytes;
+  bool operator<(const PlanKey& o) const {
+    return shapes != o.shapes ? shapes < o.shapes : baked_bytes < o.baked_bytes;
+  }
+};
+
+}  // namespace
 
 struct Session::Impl {
   std::shared_ptr<const Model> model;
   SessionOptions opts;
   std::unique_ptr<Backend> backend;
-  std::map<std::vector<Shape>, std::unique_ptr<Executable>> plans;
+  std::vector<bool> shape_operand;  // per graph input: feeds shape computation
+  std::map<PlanKey, std::pair<std::unique_ptr<Executable>, std::vector<bool>>> plans;
 };
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -48,6 +87,17 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
   if (!impl->backend)
     return RuntimeError("backend '" + std::string(backend_name(opts.backend)) +
                         "' is not available");
+  const Graph& g = impl->model->graph();
+  impl->shape_operand.assign(g.inputs.size(), false);
+  for (const Node& n : g.nodes) {
+    if (n.removed) continue;
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      if (n.inputs[k] == kNoId || !is_shape_operand(n, k)) continue;
+      for (size_t i = 0; i < g.inputs.size(); ++i) {
+        if (g.inputs[i] == n.inputs[k]) impl->shape_operand[i] = true;
+      }
+    }
+  }
   return std::make_unique<Session>(std::move(impl));
 }
 
@@ -88,17 +138,34 @@ Result<std::vector<Tensor>> Session::run(const std::vector<NamedTensor>& inputs)
   for (size_t i = 0; i < infos.size(); ++i) {
     if (!given[i]) return BadInput(m.name() + ": input '" + infos[i].name + "' is missing");
   }
-  std::vector<Shape> key;
-  for (const Tensor& t : ordered) key.push_back(t.shape());
+  PlanKey key;
+  std::vector<bool> baked(ordered.size(), false);
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    const Tensor& t = ordered[i];
+    key.shapes.push_back(t.shape());
+    if (impl_->shape_operand[i] && t.numel() <= kMaxBakedElements) {
+      baked[i] = true;
+      key.baked_bytes.append(std::to_string(i) + ":");
+      key.baked_bytes.append(static_cast<const char*>(t.raw()), t.nbytes());
+    }
+  }
   auto it = impl_->plans.find(key);
   if (it == impl_->plans.end()) {
     // Compile a plan for this shape set on a copy (weights are shared, not copied).
     Graph g = mg;
+    std::vector<ValueId> runtime_inputs;
     for (size_t i = 0; i < g.inputs.size(); ++i) {
       Value& v = g.values[g.inputs[i]];
-      v.shape = key[i];
+      v.shape = key.shapes[i];
       v.shape_known = true;
+      if (baked[i]) {
+        // A copy: the caller may reuse its buffer for the next run.
+        v.constant = ordered[i].clone();
+      } else {
+        runtime_inputs.push_back(g.inputs[i]);
+      }
     }
+    g.inputs = runtime_inputs;
     auto st = infer_shapes(g);
     if (!st.ok()) return BadInput(st.error().message);
     if (m.load_options().optimize) {
@@ -108,9 +175,13 @@ Result<std::vector<Tensor>> Session::run(const std::vector<NamedTensor>& inputs)
     TR_ASSIGN_OR_RETURN(auto exe, impl_->backend->compile(g, impl_->opts.threads));
     // Bound the cache: a caller cycling through many shapes must not grow memory forever.
     if (impl_->plans.size() >= kMaxCachedPlans) impl_->plans.clear();
-    it = impl_->plans.emplace(key, std::move(exe)).first;
+    it = impl_->plans.emplace(key, std::make_pair(std::move(exe), baked)).first;
   }
-  return it->second->run(ordered);
+  std::vector<Tensor> runtime;
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    if (!it->second.second[i]) runtime.push_back(ordered[i]);
+  }
+  return it->second.first->run(runtime);
 }
 
 }  // namespace tr::nn

@@ -14,7 +14,8 @@ namespace tr::nn {
 
 enum class Activation { kNone, kRelu, kLeakyRelu };
 
-// Conv and FusedConv over NCHW (rank-4) inputs; dilation must be 1.
+// Conv and FusedConv over NCHW (rank-4) inputs, or NCW (rank-3: 1-D convolution, handled as
+// 2-D with height 1 and output_shape() rank 3); any dilation.
 // FusedConv: y = act(conv(x, W) + B + Residual); inputs X, W, B (optional), Residual
 // (optional, same shape as y); attributes as Conv plus activation "" | "Relu" | "LeakyRelu"
 // and alpha (LeakyRelu slope, default 0.01).
@@ -23,22 +24,27 @@ struct ConvParams {
   int64_t out_c = 0, out_h = 0, out_w = 0;
   int64_t kernel_h = 0, kernel_w = 0;
   int64_t stride_h = 1, stride_w = 1;
+  int64_t dilation_h = 1, dilation_w = 1;
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
   int64_t group = 1;
   bool has_bias = false;
   bool has_residual = false;
   Activation activation = Activation::kNone;
   float alpha = 0.01f;
+  bool one_d = false;  // rank-3 input: in_h = out_h = kernel_h = 1
 
   int64_t in_c_per_group() const { return in_c / group; }
   int64_t out_c_per_group() const { return out_c / group; }
   bool is_depthwise() const { return group == in_c && group == out_c; }
-  Shape output_shape() const { return {batch, out_c, out_h, out_w}; }
+  bool is_dilated() const { return dilation_h != 1 || dilation_w != 1; }
+  Shape output_shape() const {
+    return one_d ? Shape{batch, out_c, out_w} : Shape{batch, out_c, out_h, out_w};
+  }
 };
 // x: input shape, w: weight shape [out_c, in_c/group, kh, kw].
 Result<ConvParams> conv_params(const Node& n, const Shape& x, const Shape& w);
 
-enum class ResizeMode { kNearest, kLinear };
+enum class ResizeMode { kNearest, kLinear, kCubic };
 enum class CoordTransform {
   kHalfPixel,
   kPytorchHalfPixel,
@@ -51,8 +57,14 @@ struct ResizeParams {
   ResizeMode mode = ResizeMode::kNearest;
   CoordTransform coord = CoordTransform::kHalfPixel;
   NearestRounding nearest = NearestRounding::kRoundPreferFloor;
+  float cubic_a = -0.75f;        // cubic_coeff_a
+  bool exclude_outside = false;  // cubic: zero the taps outside the input, renormalise
   Shape in_shape, out_shape;
   std::vector<float> scales;  // per dimension: the given scale, or out/in when sizes given
+  // Per dimension: the resized length align_corners divides by. With `scales` this is the
+  // unrounded in * scale, as the ONNX reference implementation (and its test data) does;
+  // with `sizes` it is the output length.
+  std::vector<float> resized_len;
 
   // The input coordinate (continuous) that output index `out_index` of dimension `dim`
   // samples, before clamping.
@@ -67,16 +79,34 @@ Result<ResizeParams> resize_params(const Node& n, const Shape& x, const Tensor* 
 // numpy broadcasting of two shapes.
 Result<Shape> broadcast_shapes(const Shape& a, const Shape& b);
 
-// Constant-mode Pad: per-dimension pads (begins then ends, ONNX order) and value.
+// Pad: per-dimension pads (begins then ends, ONNX order), mode and value.
+enum class PadMode { kConstant, kReflect, kEdge };
 struct PadParams {
+  PadMode mode = PadMode::kConstant;
   std::vector<int64_t> pads;  // 2 * rank: begin_0.. begin_{r-1}, end_0.. end_{r-1}
   float value = 0.f;
   Shape out_shape;
   bool is_noop() const;
+  // Reflect/edge: the input index that output index `o` of dimension `d` copies.
+  int64_t source_index(size_t d, int64_t o, int64_t in_len) const;
 };
 // pads/value: the constant inputs (opset >= 11) or nullptr to use the attribute form.
 Result<PadParams> pad_params(const Node& n, const Shape& x, const Tensor* pads,
                              const Tensor* value);
+
+// ConvTranspose (2-D, NCHW): weight [in_c, out_c/group, kh, kw]; strides, pads, dilations,
+// output_padding, group; output_shape / auto_pad are resolved into pads.
+struct ConvTransposeParams {
+  int64_t batch = 0, in_c = 0, in_h = 0, in_w = 0;
+  int64_t out_c = 0, out_h = 0, out_w = 0;
+  int64_t kernel_h = 0, kernel_w = 0;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t pad_top = 0, pad_left = 0;
+  int64_t group = 1;
+  Shape output_shape() const { return {batch, out_c, out_h, out_w}; }
+};
+Result<ConvTransposeParams> conv_transpose_params(const Node& n, const Shape& x, const Shape& w);
 
 // Maps a possibly negative axis into [0, rank); error naming the node when out of range.
 Result<int64_t> normalize_axis(const Node& n, int64_t axis, int64_t rank);
