@@ -34,8 +34,12 @@ const char* dtype_name(DType t) {
 }
 
 int64_t shape_numel(const Shape& s) {
+  // Saturates instead of overflowing: shapes can come from hostile files, and a wrapped count
+  // would be undefined behaviour and a wrong allocation size. Callers reject huge counts.
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s) {
+    if (__builtin_mul_overflow(n, d, &n)) return INT64_MAX;
+  }
   return n;
 }
 

@@ -1,4 +1,5 @@
 // Model: import, load-time optimisation and validation; the public face of src/nn.
+#include <algorithm>
 #include <chrono>
 
 #include "common/files.h"
@@ -103,7 +104,20 @@ Result<std::shared_ptr<const Model>> Model::load_from_bytes(const std::string& b
   // Validate the whole graph (ops, attributes, shapes) now, so a bad model fails at load
   // and not at the first frame.
   auto shapes = output_shapes(g);
-  if (!shapes.ok()) return BadInput(shapes.error().message);
+  if (!shapes.ok()) {
+    // A graph input read as a shape operand (Resize scales fed at run time) makes the shapes
+    // downstream known only per run: Session validates those when it compiles each plan.
+    const auto operands = shape_operand_inputs(g);
+    if (std::find(operands.begin(), operands.end(), true) == operands.end()) {
+      return BadInput(shapes.error().message);
+    }
+    std::vector<Shape> declared;
+    for (ValueId v : g.outputs) {
+      const Value& val = g.values[v];
+      declared.push_back(val.shape_known ? Shape(val.shape.size(), -1) : Shape{});
+    }
+    shapes = std::move(declared);
+  }
   for (size_t i = 0; i < g.outputs.size(); ++i) {
     impl->outputs.push_back({g.values[g.outputs[i]].name, (*shapes)[i]});
   }

@@ -15,6 +15,7 @@ namespace tr::nn {
 #define TR_NN_OPS(X)    \
   X(Conv)               \
   X(FusedConv)          \
+  X(ConvTranspose)      \
   X(BatchNormalization) \
   X(Relu)               \
   X(LeakyRelu)          \

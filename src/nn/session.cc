@@ -24,27 +24,6 @@ constexpr int64_t kMaxBakedElements = 64;
 
 namespace {
 
-// True when input `i` of `n` is read for its contents to size the output (so the output
-// shape cannot be known from the input shapes alone).
-bool is_shape_operand(const Node& n, size_t i) {
-  switch (n.op) {
-    case OpKind::kResize:
-      return i >= 1;  // roi, scales, sizes
-    case OpKind::kReshape:
-    case OpKind::kSqueeze:
-    case OpKind::kUnsqueeze:
-      return i == 1;
-    case OpKind::kPad:
-      return i >= 1;  // pads, constant_value, axes
-    case OpKind::kSlice:
-      return i >= 1;
-    case OpKind::kConstantOfShape:
-      return i == 0;
-    default:
-      return false;
-  }
-}
-
 // The plan key: every input's shape, plus the contents of the baked ones.
 struct PlanKey {
   std::vector<Shape> shapes;
@@ -87,17 +66,7 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
   if (!impl->backend)
     return RuntimeError("backend '" + std::string(backend_name(opts.backend)) +
                         "' is not available");
-  const Graph& g = impl->model->graph();
-  impl->shape_operand.assign(g.inputs.size(), false);
-  for (const Node& n : g.nodes) {
-    if (n.removed) continue;
-    for (size_t k = 0; k < n.inputs.size(); ++k) {
-      if (n.inputs[k] == kNoId || !is_shape_operand(n, k)) continue;
-      for (size_t i = 0; i < g.inputs.size(); ++i) {
-        if (g.inputs[i] == n.inputs[k]) impl->shape_operand[i] = true;
-      }
-    }
-  }
+  impl->shape_operand = shape_operand_inputs(impl->model->graph());
   return std::make_unique<Session>(std::move(impl));
 }
 

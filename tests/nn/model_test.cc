@@ -159,7 +159,7 @@ TEST(ImportErrors, DanglingInputOpsetAndBadShapes) {
   bad.initializers[0].second = random_tensor({2, 5, 3, 3}, 1);  // channels don't match
   expect_bad_input(Model::load_from_bytes(make_onnx(bad), "bad.onnx"), "Conv");
   OnnxSpec dil = block_spec();
-  dil.nodes[1].ints_attrs["dilations"] = {2, 2};
+  dil.nodes[1].ints_attrs["dilations"] = {0, 2};  // dilation 0 is invalid
   expect_bad_input(Model::load_from_bytes(make_onnx(dil), "dil.onnx"), "dilation");
 }
 

@@ -378,7 +378,7 @@ NodeId Compiler::fusable_depthwise(const ConvParams& p, ValueId y) const {
       (dw.input(2) != kNoId && !g_.values[dw.input(2)].is_constant()))
     return kNoId;
   auto q = conv_params(dw, shape(y), shape(dw.input(1)));
-  if (!q.ok() || !q->is_depthwise() || q->kernel_h != 3 || q->kernel_w != 3 ||
+  if (!q.ok() || q->is_dilated() || !q->is_depthwise() || q->kernel_h != 3 || q->kernel_w != 3 ||
       q->stride_h != q->stride_w || q->stride_h > 2 || q->pad_top != 1 || q->pad_left != 1 ||
       q->pad_bottom != 1 || q->pad_right != 1)
     return kNoId;
@@ -399,7 +399,11 @@ Status Compiler::compile_conv(size_t index, const Node& n) {
   Shape padded_shape = shape(x);
   padded_shape[2] += p.pad_top + p.pad_bottom;
   padded_shape[3] += p.pad_left + p.pad_right;
-  auto make_pd = [&](const dnnl::post_ops& ops, const Shape& dst_shape, bool padded_src) {
+  // `plain_src`: the input in plain NCHW, which oneDNN's jit kernels take for convs with a
+  // few input channels (the audio encoder's 1-channel first layer); with nChw8c input they
+  // have no jit kernel for it and fall back to a naive loop that took 88% of the encoder.
+  auto make_pd = [&](const dnnl::post_ops& ops, const Shape& dst_shape, bool padded_src,
+                     bool plain_src = false) {
     dnnl::primitive_attr attr;
     attr.set_post_ops(ops);
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -411,7 +415,8 @@ Status Compiler::compile_conv(size_t index, const Node& n) {
         padded_src ? memory::dims{0, 0} : memory::dims{p.pad_bottom, p.pad_right};
     dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-        blocked_desc(padded_src ? padded_shape : shape(x)), w_any, bias_md, blocked_desc(dst_shape),
+        plain_src ? plain_desc(shape(x)) : blocked_desc(padded_src ? padded_shape : shape(x)),
+        w_any, bias_md, blocked_desc(dst_shape),
         {p.stride_h, p.stride_w}, pad_l, pad_r);
     return dnnl::convolution_forward::primitive_desc(desc, attr, ex_.eng_);
   };
@@ -451,14 +456,22 @@ Status Compiler::compile_conv(size_t index, const Node& n) {
     }
   }
   bool pad_explicitly = false;
+  bool src_plain = false;
   if (!fused) {
     absorbed = absorb_eltwise(po, &y);
     pd = make_pd(po, shape(y), false);
+    if (p.in_c < 8 && std::string(pd.impl_info_str()).rfind("ref", 0) == 0) {
+      auto plain_pd = make_pd(po, shape(y), false, true);
+      if (std::string(plain_pd.impl_info_str()).rfind("ref", 0) != 0) {
+        pd = plain_pd;
+        src_plain = true;
+      }
+    }
     // oneDNN's jit kernels refuse padding wider than the kernel allows (the audio path's
     // 3x3 stride-2 pad-3 conv): its fallback is a naive loop, ~100x slower than padding
     // the input ourselves and running the jit kernel with no padding.
     const bool has_pad = p.pad_top || p.pad_left || p.pad_bottom || p.pad_right;
-    if (has_pad && std::string(pd.impl_info_str()).rfind("ref", 0) == 0) {
+    if (!src_plain && has_pad && std::string(pd.impl_info_str()).rfind("ref", 0) == 0) {
       pd = make_pd(po, shape(y), true);
       pad_explicitly = true;
     }
@@ -470,6 +483,19 @@ Status Compiler::compile_conv(size_t index, const Node& n) {
   fixed_args.push_back({DNNL_ARG_BIAS, bias_memory(ex_.eng_, g_, b, p.out_c)});
 
   int src_store = need_blocked(x);
+  if (src_plain) {
+    const int plain = new_store(shape(x));
+    ex_.stores_[plain].md = plain_desc(shape(x));
+    dnnl::reorder copy = make_reorder(ex_.eng_, ex_.stores_[src_store].md, ex_.stores_[plain].md);
+    CpuExecutable* ex = &ex_;
+    add_step(
+        [ex, copy, src_store, plain]() mutable {
+          copy.execute(ex->stream_, ex->stores_[src_store].mem, ex->stores_[plain].mem);
+          return Status();
+        },
+        {src_store, plain});
+    src_store = plain;
+  }
   if (pad_explicitly) {
     const int padded = new_store(padded_shape);
     const memory::desc inner =
@@ -670,6 +696,8 @@ Result<bool> Compiler::try_native(size_t index, const Node& n) {
         return false;
       if (n.op == OpKind::kFusedConv && n.input(3) != kNoId && !is_blockable(n.input(3)))
         return false;
+      // Dilated convolutions run on the reference kernel (compile_conv ignores dilation).
+      if (auto cp = conv_params(n, shape(x), shape(w)); cp.ok() && cp->is_dilated()) return false;
       TR_RETURN_IF_ERROR(compile_conv(index, n));
       return true;
     }

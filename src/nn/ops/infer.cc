@@ -48,6 +48,16 @@ Outs infer_conv(const Node& n, const std::vector<InputInfo>& in) {
   return one(DType::kFloat32, p.output_shape());
 }
 
+Outs infer_conv_transpose(const Node& n, const std::vector<InputInfo>& in) {
+  TR_RETURN_IF_ERROR(need_inputs(n, in, 2));
+  TR_ASSIGN_OR_RETURN(ConvTransposeParams p, conv_transpose_params(n, in[0].shape, in[1].shape));
+  if (in.size() > 2 && in[2].present && shape_numel(in[2].shape) != p.out_c) {
+    return BadInput(n.describe() + ": bias " + shape_str(in[2].shape) + " does not match " +
+                    std::to_string(p.out_c) + " output channels");
+  }
+  return one(DType::kFloat32, p.output_shape());
+}
+
 Outs infer_batchnorm(const Node& n, const std::vector<InputInfo>& in) {
   TR_RETURN_IF_ERROR(need_inputs(n, in, 5));
   if (in[0].shape.size() < 2) return BadInput(n.describe() + ": input rank must be >= 2");
@@ -322,6 +332,8 @@ Result<std::vector<OutputInfo>> infer_node(const Node& n, const std::vector<Inpu
     case OpKind::kConv:
     case OpKind::kFusedConv:
       return infer_conv(n, in);
+    case OpKind::kConvTranspose:
+      return infer_conv_transpose(n, in);
     case OpKind::kBatchNormalization:
       return infer_batchnorm(n, in);
     case OpKind::kRelu:
@@ -409,6 +421,14 @@ Status infer_shapes(Graph& g) {
     }
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       if (n.outputs[o] == kNoId) continue;
+      // A malformed model can ask for absurd sizes (found by fuzzing): refuse them here,
+      // before anything is allocated. 2^36 floats = 256 GB, far beyond any real model.
+      const Shape& os = (*outs)[o].shape;
+      const bool negative = std::any_of(os.begin(), os.end(), [](int64_t d) { return d < 0; });
+      if (negative || shape_numel(os) > (int64_t(1) << 36)) {
+        return BadInput(g.name + ": " + n.describe() + ": output shape " + shape_str(os) +
+                        " is negative or too large");
+      }
       Value& val = g.values[n.outputs[o]];
       val.dtype = (*outs)[o].dtype;
       val.shape = (*outs)[o].shape;
@@ -443,6 +463,37 @@ Status infer_shapes(Graph& g) {
     }
   }
   return Status::Ok();
+}
+
+bool is_shape_operand(const Node& n, size_t i) {
+  switch (n.op) {
+    case OpKind::kResize:  // roi, scales, sizes
+    case OpKind::kPad:     // pads, constant_value, axes
+    case OpKind::kSlice:   // starts, ends, axes, steps
+      return i >= 1;
+    case OpKind::kReshape:
+    case OpKind::kSqueeze:
+    case OpKind::kUnsqueeze:
+      return i == 1;
+    case OpKind::kConstantOfShape:
+      return i == 0;
+    default:
+      return false;
+  }
+}
+
+std::vector<bool> shape_operand_inputs(const Graph& g) {
+  std::vector<bool> out(g.inputs.size(), false);
+  for (const Node& n : g.nodes) {
+    if (n.removed) continue;
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      if (n.inputs[k] == kNoId || !is_shape_operand(n, k)) continue;
+      for (size_t i = 0; i < g.inputs.size(); ++i) {
+        if (g.inputs[i] == n.inputs[k]) out[i] = true;
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace tr::nn

@@ -33,4 +33,12 @@ Result<std::vector<OutputInfo>> infer_node(const Node& n, const std::vector<Inpu
 // `g` itself is not rewritten (fold_constants does that).
 Status infer_shapes(Graph& g);
 
+// True when input `i` of `n` is read for its contents to size the output (Resize roi/scales/
+// sizes, Reshape shape, Pad pads, Slice starts..., Squeeze/Unsqueeze axes, ConstantOfShape),
+// so the output shape can't be known from input shapes alone.
+bool is_shape_operand(const Node& n, size_t i);
+// Per entry of g.inputs: true when some node reads that graph input as a shape operand.
+// Session bakes such (small) inputs into each plan as constants, keyed by their values.
+std::vector<bool> shape_operand_inputs(const Graph& g);
+
 }  // namespace tr::nn

@@ -38,74 +38,93 @@ Result<int64_t> normalize_axis(const Node& n, int64_t axis, int64_t rank) {
 }
 
 Result<ConvParams> conv_params(const Node& n, const Shape& x, const Shape& w) {
-  if (x.size() != 4 || w.size() != 4) {
+  if (x.size() != w.size() || x.size() < 3 || x.size() > 5) {
     return BadInput(n.describe() +
-                    ": only 2-D convolution (rank-4 input and weight) is "
-                    "supported; got input " +
+                    ": only 1-D, 2-D and 3-D convolution (input and weight of equal rank 3..5) "
+                    "are supported; got input " +
                     shape_str(x) + ", weight " + shape_str(w));
   }
+  // Lower ranks are 3-D convolutions of unit depth (and height): their attributes are the
+  // trailing entries of {d, h, w}, the leading ones the identity.
+  const size_t sr = x.size() - 2;
+  const size_t lead = 3 - sr;
   ConvParams p;
+  p.spatial = static_cast<int>(sr);
   p.batch = x[0];
   p.in_c = x[1];
-  p.in_h = x[2];
-  p.in_w = x[3];
+  std::vector<int64_t> in(3, 1), k(3, 1);
+  for (size_t i = 0; i < sr; ++i) {
+    in[lead + i] = x[2 + i];
+    k[lead + i] = w[2 + i];
+  }
   p.out_c = w[0];
-  p.kernel_h = w[2];
-  p.kernel_w = w[3];
   p.group = n.attr_int("group", 1);
   if (p.group < 1 || p.in_c % p.group != 0 || p.out_c % p.group != 0 || w[1] * p.group != p.in_c) {
     return BadInput(n.describe() + ": weight " + shape_str(w) + " and group " +
                     std::to_string(p.group) + " do not match input channels " +
                     std::to_string(p.in_c));
   }
-  auto ks = n.attr_ints("kernel_shape", {p.kernel_h, p.kernel_w});
-  if (ks.size() != 2 || ks[0] != p.kernel_h || ks[1] != p.kernel_w) {
+  auto spatial = [&](const char* key, int64_t def, std::vector<int64_t>& out) -> Status {
+    auto v = n.attr_ints(key, std::vector<int64_t>(sr, def));
+    if (v.size() != sr) {
+      return BadInput(n.describe() + ": " + key + " must have " + std::to_string(sr) + " values");
+    }
+    out.assign(3, 1);
+    for (size_t i = 0; i < sr; ++i) out[lead + i] = v[i];
+    return Status::Ok();
+  };
+  std::vector<int64_t> ks, dil, strides;
+  TR_RETURN_IF_ERROR(spatial("kernel_shape", 0, ks));
+  if (n.has_attr("kernel_shape") && ks != k) {
     return BadInput(n.describe() + ": kernel_shape disagrees with the weight " + shape_str(w));
   }
-  auto dil = n.attr_ints("dilations", {1, 1});
-  for (int64_t d : dil) {
-    if (d != 1) return BadInput(n.describe() + ": dilation other than 1 is not supported");
+  TR_RETURN_IF_ERROR(spatial("dilations", 1, dil));
+  TR_RETURN_IF_ERROR(spatial("strides", 1, strides));
+  for (size_t i = 0; i < 3; ++i) {
+    if (dil[i] < 1) return BadInput(n.describe() + ": bad dilations");
+    if (strides[i] < 1) return BadInput(n.describe() + ": bad strides");
   }
-  auto strides = n.attr_ints("strides", {1, 1});
-  if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1) {
-    return BadInput(n.describe() + ": bad strides");
-  }
-  p.stride_h = strides[0];
-  p.stride_w = strides[1];
+  // Per axis {d, h, w}: begin/end pads and output length.
+  std::vector<int64_t> pb(3, 0), pe(3, 0), out(3, 1);
   std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
-  if (auto_pad == "NOTSET" || auto_pad.empty()) {
-    auto pads = n.attr_ints("pads", {0, 0, 0, 0});
-    if (pads.size() != 4) return BadInput(n.describe() + ": pads must have 4 values");
+  const bool explicit_pads = auto_pad == "NOTSET" || auto_pad.empty();
+  if (explicit_pads) {
+    auto pads = n.attr_ints("pads", std::vector<int64_t>(2 * sr, 0));
+    if (pads.size() != 2 * sr) {
+      return BadInput(n.describe() + ": pads must have " + std::to_string(2 * sr) + " values");
+    }
     for (int64_t v : pads) {
       if (v < 0) return BadInput(n.describe() + ": negative pads");
     }
-    p.pad_top = pads[0];
-    p.pad_left = pads[1];
-    p.pad_bottom = pads[2];
-    p.pad_right = pads[3];
-    p.out_h = (p.in_h + p.pad_top + p.pad_bottom - p.kernel_h) / p.stride_h + 1;
-    p.out_w = (p.in_w + p.pad_left + p.pad_right - p.kernel_w) / p.stride_w + 1;
-  } else if (auto_pad == "VALID") {
-    p.out_h = (p.in_h - p.kernel_h) / p.stride_h + 1;
-    p.out_w = (p.in_w - p.kernel_w) / p.stride_w + 1;
-  } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-    bool upper = auto_pad == "SAME_UPPER";
-    p.out_h = (p.in_h + p.stride_h - 1) / p.stride_h;
-    p.out_w = (p.in_w + p.stride_w - 1) / p.stride_w;
-    int64_t th = std::max<int64_t>(0, (p.out_h - 1) * p.stride_h + p.kernel_h - p.in_h);
-    int64_t tw = std::max<int64_t>(0, (p.out_w - 1) * p.stride_w + p.kernel_w - p.in_w);
-    p.pad_top = upper ? th / 2 : th - th / 2;
-    p.pad_bottom = th - p.pad_top;
-    p.pad_left = upper ? tw / 2 : tw - tw / 2;
-    p.pad_right = tw - p.pad_left;
-  } else {
+    for (size_t i = 0; i < sr; ++i) {
+      pb[lead + i] = pads[i];
+      pe[lead + i] = pads[sr + i];
+    }
+  } else if (auto_pad != "VALID" && auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER") {
     return BadInput(n.describe() + ": unknown auto_pad '" + auto_pad + "'");
   }
-  if (p.in_h + p.pad_top + p.pad_bottom < p.kernel_h ||
-      p.in_w + p.pad_left + p.pad_right < p.kernel_w || p.out_h < 1 || p.out_w < 1) {
-    return BadInput(n.describe() + ": kernel " + shape_str(w) +
-                    " is larger than the padded input " + shape_str(x));
+  for (size_t i = 0; i < 3; ++i) {
+    // The extent the (dilated) kernel covers.
+    const int64_t span = (k[i] - 1) * dil[i] + 1;
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      out[i] = (in[i] + strides[i] - 1) / strides[i];
+      const int64_t total = std::max<int64_t>(0, (out[i] - 1) * strides[i] + span - in[i]);
+      pb[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      pe[i] = total - pb[i];
+    }
+    if (in[i] + pb[i] + pe[i] < span) {
+      return BadInput(n.describe() + ": kernel " + shape_str(w) +
+                      " is larger than the padded input " + shape_str(x));
+    }
+    out[i] = (in[i] + pb[i] + pe[i] - span) / strides[i] + 1;
   }
+  p.in_d = in[0], p.in_h = in[1], p.in_w = in[2];
+  p.kernel_d = k[0], p.kernel_h = k[1], p.kernel_w = k[2];
+  p.stride_d = strides[0], p.stride_h = strides[1], p.stride_w = strides[2];
+  p.dilation_d = dil[0], p.dilation_h = dil[1], p.dilation_w = dil[2];
+  p.pad_front = pb[0], p.pad_top = pb[1], p.pad_left = pb[2];
+  p.pad_back = pe[0], p.pad_bottom = pe[1], p.pad_right = pe[2];
+  p.out_d = out[0], p.out_h = out[1], p.out_w = out[2];
   if (n.op == OpKind::kFusedConv) {
     std::string act = n.attr_string("activation", "");
     if (act.empty()) {
@@ -133,9 +152,11 @@ float ResizeParams::source_coord(size_t dim, int64_t out_index) const {
       return (x + 0.5f) / scale - 0.5f;
     case CoordTransform::kPytorchHalfPixel:
       return out_len > 1 ? (x + 0.5f) / scale - 0.5f : 0.f;
-    case CoordTransform::kAlignCorners:
-      return out_len > 1 ? x * static_cast<float>(in_len - 1) / static_cast<float>(out_len - 1)
-                         : 0.f;
+    case CoordTransform::kAlignCorners: {
+      const float resized = resized_len.empty() ? static_cast<float>(out_len) : resized_len[dim];
+      return out_len > 1 && resized != 1.f ? x * static_cast<float>(in_len - 1) / (resized - 1.f)
+                                           : 0.f;
+    }
     case CoordTransform::kAsymmetric:
       return x / scale;
   }
@@ -171,6 +192,8 @@ Result<ResizeParams> resize_params(const Node& n, const Shape& x, const Tensor* 
     p.mode = ResizeMode::kNearest;
   } else if (mode == "linear") {
     p.mode = ResizeMode::kLinear;
+  } else if (mode == "cubic") {
+    p.mode = ResizeMode::kCubic;
   } else {
     return BadInput(n.describe() + ": resize mode '" + mode + "' is not supported");
   }
@@ -203,9 +226,10 @@ Result<ResizeParams> resize_params(const Node& n, const Shape& x, const Tensor* 
   if (n.attr_int("antialias", 0) != 0) {
     return BadInput(n.describe() + ": antialias is not supported");
   }
-  if (n.attr_int("exclude_outside", 0) != 0) {
-    return BadInput(n.describe() + ": exclude_outside is not supported");
-  }
+  // exclude_outside changes nothing for nearest and (clamped) linear sampling; the cubic
+  // kernel applies it.
+  p.exclude_outside = n.attr_int("exclude_outside", 0) != 0;
+  p.cubic_a = n.attr_float("cubic_coeff_a", -0.75f);
   if (n.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch") {
     return BadInput(n.describe() + ": keep_aspect_ratio_policy is not supported");
   }
@@ -213,6 +237,7 @@ Result<ResizeParams> resize_params(const Node& n, const Shape& x, const Tensor* 
   p.in_shape = x;
   p.out_shape.resize(rank);
   p.scales.resize(rank);
+  p.resized_len.resize(rank);
   if (sizes && sizes->numel() > 0) {
     auto s = tensor_to_i64(*sizes);
     if (s.size() != rank) {
@@ -223,6 +248,7 @@ Result<ResizeParams> resize_params(const Node& n, const Shape& x, const Tensor* 
       if (s[d] < 1) return BadInput(n.describe() + ": sizes must be positive");
       p.out_shape[d] = s[d];
       p.scales[d] = static_cast<float>(s[d]) / static_cast<float>(x[d]);
+      p.resized_len[d] = static_cast<float>(s[d]);
     }
   } else if (scales && scales->numel() > 0) {
     if (scales->dtype() != DType::kFloat32 || static_cast<size_t>(scales->numel()) != rank) {
@@ -232,6 +258,7 @@ Result<ResizeParams> resize_params(const Node& n, const Shape& x, const Tensor* 
       float s = scales->data<float>()[d];
       if (!(s > 0.f)) return BadInput(n.describe() + ": scales must be positive");
       p.scales[d] = s;
+      p.resized_len[d] = static_cast<float>(x[d]) * s;
       p.out_shape[d] = static_cast<int64_t>(std::floor(static_cast<float>(x[d]) * s));
       if (p.out_shape[d] < 1) return BadInput(n.describe() + ": output size would be 0");
     }
@@ -266,8 +293,15 @@ Result<PadParams> pad_params(const Node& n, const Shape& x, const Tensor* pads,
                              const Tensor* value) {
   PadParams p;
   std::string mode = n.attr_string("mode", "constant");
-  if (mode != "constant") {
-    return BadInput(n.describe() + ": pad mode '" + mode + "' is not supported (constant only)");
+  if (mode == "constant") {
+    p.mode = PadMode::kConstant;
+  } else if (mode == "reflect") {
+    p.mode = PadMode::kReflect;
+  } else if (mode == "edge") {
+    p.mode = PadMode::kEdge;
+  } else {
+    return BadInput(n.describe() + ": pad mode '" + mode +
+                    "' is not supported (constant, reflect, edge)");
   }
   if (pads) {
     p.pads = tensor_to_i64(*pads);
@@ -296,7 +330,99 @@ Result<PadParams> pad_params(const Node& n, const Shape& x, const Tensor* pads,
   for (size_t d = 0; d < rank; ++d) {
     p.out_shape[d] = x[d] + p.pads[d] + p.pads[d + rank];
     if (p.out_shape[d] < 0) return BadInput(n.describe() + ": pads make a negative size");
+    if (p.mode != PadMode::kConstant && p.out_shape[d] > 0 && x[d] == 0) {
+      return BadInput(n.describe() + ": " + mode + " padding of an empty dimension");
+    }
   }
+  return p;
+}
+
+int64_t PadParams::source_index(size_t d, int64_t o, int64_t in_len) const {
+  int64_t i = o - pads[d];
+  if (mode == PadMode::kEdge || in_len == 1) return std::clamp<int64_t>(i, 0, in_len - 1);
+  // Reflect without repeating the edge: period 2 * (in_len - 1).
+  const int64_t period = 2 * (in_len - 1);
+  i %= period;
+  if (i < 0) i += period;
+  return i < in_len ? i : period - i;
+}
+
+Result<ConvTransposeParams> conv_transpose_params(const Node& n, const Shape& x, const Shape& w) {
+  if (x.size() != 4 || w.size() != 4) {
+    return BadInput(n.describe() +
+                    ": only 2-D ConvTranspose (rank-4 input and weight) is "
+                    "supported; got input " +
+                    shape_str(x) + ", weight " + shape_str(w));
+  }
+  ConvTransposeParams p;
+  p.batch = x[0];
+  p.in_c = x[1];
+  p.in_h = x[2];
+  p.in_w = x[3];
+  p.group = n.attr_int("group", 1);
+  p.kernel_h = w[2];
+  p.kernel_w = w[3];
+  if (p.group < 1 || w[0] != p.in_c || p.in_c % p.group != 0) {
+    return BadInput(n.describe() + ": weight " + shape_str(w) + " and group " +
+                    std::to_string(p.group) + " do not match input channels " +
+                    std::to_string(p.in_c));
+  }
+  p.out_c = w[1] * p.group;
+  auto two = [&](const char* key, int64_t def, std::vector<int64_t>& out) -> Status {
+    out = n.attr_ints(key, {def, def});
+    if (out.size() != 2) return BadInput(n.describe() + ": " + key + " must have 2 values");
+    return Status::Ok();
+  };
+  std::vector<int64_t> ks, strides, dil, out_pad;
+  TR_RETURN_IF_ERROR(two("kernel_shape", 0, ks));
+  if (n.has_attr("kernel_shape") && (ks[0] != p.kernel_h || ks[1] != p.kernel_w)) {
+    return BadInput(n.describe() + ": kernel_shape disagrees with the weight " + shape_str(w));
+  }
+  TR_RETURN_IF_ERROR(two("strides", 1, strides));
+  TR_RETURN_IF_ERROR(two("dilations", 1, dil));
+  TR_RETURN_IF_ERROR(two("output_padding", 0, out_pad));
+  if (strides[0] < 1 || strides[1] < 1 || dil[0] < 1 || dil[1] < 1 || out_pad[0] < 0 ||
+      out_pad[1] < 0) {
+    return BadInput(n.describe() + ": bad strides, dilations or output_padding");
+  }
+  p.stride_h = strides[0];
+  p.stride_w = strides[1];
+  p.dilation_h = dil[0];
+  p.dilation_w = dil[1];
+  const int64_t span_h = (p.kernel_h - 1) * p.dilation_h + 1;
+  const int64_t span_w = (p.kernel_w - 1) * p.dilation_w + 1;
+  // The full (unpadded) output extent.
+  const int64_t full_h = p.stride_h * (p.in_h - 1) + out_pad[0] + span_h;
+  const int64_t full_w = p.stride_w * (p.in_w - 1) + out_pad[1] + span_w;
+  const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
+  if (n.has_attr("output_shape") || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    std::vector<int64_t> os = n.attr_ints("output_shape");
+    if (os.size() > 2) os.erase(os.begin(), os.end() - 2);
+    if (os.empty()) os = {p.in_h * p.stride_h, p.in_w * p.stride_w};
+    if (os.size() != 2) return BadInput(n.describe() + ": output_shape must have 2 values");
+    const int64_t th = full_h - os[0], tw = full_w - os[1];
+    if (th < 0 || tw < 0) return BadInput(n.describe() + ": output_shape is too large");
+    // The ONNX spec: SAME_UPPER puts the odd pad at the end, otherwise at the beginning.
+    const bool upper = auto_pad == "SAME_UPPER";
+    p.pad_top = upper ? th / 2 : th - th / 2;
+    p.pad_left = upper ? tw / 2 : tw - tw / 2;
+    p.out_h = os[0];
+    p.out_w = os[1];
+  } else if (auto_pad == "NOTSET" || auto_pad.empty() || auto_pad == "VALID") {
+    auto pads = n.attr_ints("pads", {0, 0, 0, 0});
+    if (auto_pad == "VALID") pads = {0, 0, 0, 0};
+    if (pads.size() != 4) return BadInput(n.describe() + ": pads must have 4 values");
+    for (int64_t v : pads) {
+      if (v < 0) return BadInput(n.describe() + ": negative pads");
+    }
+    p.pad_top = pads[0];
+    p.pad_left = pads[1];
+    p.out_h = full_h - pads[0] - pads[2];
+    p.out_w = full_w - pads[1] - pads[3];
+  } else {
+    return BadInput(n.describe() + ": unknown auto_pad '" + auto_pad + "'");
+  }
+  if (p.out_h < 1 || p.out_w < 1) return BadInput(n.describe() + ": pads leave no output");
   return p;
 }
 

@@ -14,8 +14,9 @@ namespace tr::nn {
 
 enum class Activation { kNone, kRelu, kLeakyRelu };
 
-// Conv and FusedConv over NCHW (rank-4) inputs, or NCW (rank-3: 1-D convolution, handled as
-// 2-D with height 1 and output_shape() rank 3); any dilation.
+// Conv and FusedConv over NCW, NCHW or NCDHW inputs (1-D, 2-D, 3-D convolution; the lower
+// ranks are handled as 3-D with unit depth/height, output_shape() keeps the input's rank);
+// any dilation. Backends other than the reference handle the 2-D case (spatial == 2).
 // FusedConv: y = act(conv(x, W) + B + Residual); inputs X, W, B (optional), Residual
 // (optional, same shape as y); attributes as Conv plus activation "" | "Relu" | "LeakyRelu"
 // and alpha (LeakyRelu slope, default 0.01).
@@ -26,19 +27,24 @@ struct ConvParams {
   int64_t stride_h = 1, stride_w = 1;
   int64_t dilation_h = 1, dilation_w = 1;
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  // Depth (3-D only; 1 / 0 otherwise).
+  int64_t in_d = 1, out_d = 1, kernel_d = 1, stride_d = 1, dilation_d = 1;
+  int64_t pad_front = 0, pad_back = 0;
   int64_t group = 1;
   bool has_bias = false;
   bool has_residual = false;
   Activation activation = Activation::kNone;
   float alpha = 0.01f;
-  bool one_d = false;  // rank-3 input: in_h = out_h = kernel_h = 1
+  int spatial = 2;  // 1, 2 or 3 spatial dimensions
 
   int64_t in_c_per_group() const { return in_c / group; }
   int64_t out_c_per_group() const { return out_c / group; }
   bool is_depthwise() const { return group == in_c && group == out_c; }
-  bool is_dilated() const { return dilation_h != 1 || dilation_w != 1; }
+  bool is_dilated() const { return dilation_h != 1 || dilation_w != 1 || dilation_d != 1; }
   Shape output_shape() const {
-    return one_d ? Shape{batch, out_c, out_w} : Shape{batch, out_c, out_h, out_w};
+    if (spatial == 1) return {batch, out_c, out_w};
+    if (spatial == 3) return {batch, out_c, out_d, out_h, out_w};
+    return {batch, out_c, out_h, out_w};
   }
 };
 // x: input shape, w: weight shape [out_c, in_c/group, kh, kw].
