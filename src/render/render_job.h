@@ -14,8 +14,10 @@
 namespace tr::render {
 
 // The batch size used when --batch is not given: the best measured on the development
-// machine (2-core AMD EPYC, AVX2; see the report of the render component).
-inline constexpr int kDefaultBatch = 4;
+// machine (2-core AMD EPYC Zen 3, AVX2, 2 threads, gen320-ave, `talkrender infer-bench
+// --batch 1,2,4,8`, two rounds on 2026-11-27): batch 2 gave 124.6 / 110.0 ms/frame, against
+// 146.0 / 112.0 (b1), 125.3 / 130.2 (b4) and 153.7 / 123.8 (b8).
+inline constexpr int kDefaultBatch = 2;
 
 struct RenderJobOptions {
   std::string package_dir;
