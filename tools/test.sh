@@ -31,6 +31,10 @@ sanitizer_job() {
   fi
 }
 
+step "clang-format check"
+git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'fuzz/*.cc' 'bench/*.cc' |
+  xargs clang-format --dry-run -Werror
+
 step "release build"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$JOBS"

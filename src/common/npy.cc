@@ -24,13 +24,20 @@ Result<DType> dtype_from_descr(const std::string& d, const std::string& name) {
 
 const char* descr_of(DType t) {
   switch (t) {
-    case DType::kFloat32: return "<f4";
-    case DType::kFloat64: return "<f8";
-    case DType::kInt64: return "<i8";
-    case DType::kInt32: return "<i4";
-    case DType::kUint8: return "|u1";
-    case DType::kBool: return "|b1";
-    case DType::kFloat16: return "<f2";
+    case DType::kFloat32:
+      return "<f4";
+    case DType::kFloat64:
+      return "<f8";
+    case DType::kInt64:
+      return "<i8";
+    case DType::kInt32:
+      return "<i4";
+    case DType::kUint8:
+      return "|u1";
+    case DType::kBool:
+      return "|b1";
+    case DType::kFloat16:
+      return "<f2";
   }
   return "?";
 }

@@ -59,8 +59,8 @@ class [[nodiscard]] Status {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
-  Result(Error e) : v_(std::move(e)) {}      // NOLINT
+  Result(T value) : v_(std::move(value)) {}              // NOLINT: implicit by design
+  Result(Error e) : v_(std::move(e)) {}                  // NOLINT
   Result(Status s) : v_(s.error()) { assert(!s.ok()); }  // NOLINT
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -99,9 +99,9 @@ class [[nodiscard]] Result {
 #define TR_CONCAT_(a, b) TR_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (a Status) failed.
-#define TR_RETURN_IF_ERROR(expr)        \
-  do {                                  \
-    ::tr::Status tr_status_ = (expr);   \
+#define TR_RETURN_IF_ERROR(expr)                     \
+  do {                                               \
+    ::tr::Status tr_status_ = (expr);                \
     if (!tr_status_.ok()) return tr_status_.error(); \
   } while (0)
 

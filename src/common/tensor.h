@@ -17,7 +17,7 @@ size_t dtype_size(DType t);
 const char* dtype_name(DType t);
 
 using Shape = std::vector<int64_t>;
-int64_t shape_numel(const Shape& s);  // INT64_MAX when the product overflows
+int64_t shape_numel(const Shape& s);    // INT64_MAX when the product overflows
 std::string shape_str(const Shape& s);  // "[1, 3, 320, 320]"
 
 class Tensor {

@@ -416,8 +416,7 @@ Status Compiler::compile_conv(size_t index, const Node& n) {
     dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
         plain_src ? plain_desc(shape(x)) : blocked_desc(padded_src ? padded_shape : shape(x)),
-        w_any, bias_md, blocked_desc(dst_shape),
-        {p.stride_h, p.stride_w}, pad_l, pad_r);
+        w_any, bias_md, blocked_desc(dst_shape), {p.stride_h, p.stride_w}, pad_l, pad_r);
     return dnnl::convolution_forward::primitive_desc(desc, attr, ex_.eng_);
   };
 
