@@ -8,6 +8,7 @@
 
 #include "nn/ops/infer.h"
 #include "nn/ops/op_params.h"
+#include "nn/ref/ref_kernels.h"
 
 namespace tr::nn::test {
 
@@ -142,6 +143,27 @@ std::string make_onnx(const OnnxSpec& spec) {
     }
   }
   return m.SerializeAsString();
+}
+
+Result<std::vector<Tensor>> run_op(OpKind op, std::vector<const Tensor*> in,
+                                   std::map<std::string, AttrValue> attrs) {
+  Node n;
+  n.op = op;
+  n.name = "t";
+  n.attrs = std::move(attrs);
+  for (size_t i = 0; i < in.size(); ++i) n.inputs.push_back(in[i] ? ValueId(i) : kNoId);
+  n.outputs.push_back(0);
+  return run_ref_node(n, in);
+}
+
+std::vector<float> values(const Tensor& t) {
+  return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
+}
+
+Tensor seq(Shape s, float start) {
+  Tensor t = Tensor::f32(s);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = start + static_cast<float>(i);
+  return t;
 }
 
 }  // namespace tr::nn::test

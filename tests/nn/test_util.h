@@ -25,6 +25,14 @@ struct Builder {
 };
 
 Tensor random_tensor(Shape shape, uint32_t seed, float lo = -1.f, float hi = 1.f);
+// start, start+1, ... in `s`'s shape (float32).
+Tensor seq(Shape s, float start = 1.f);
+// The elements of a float32 tensor.
+std::vector<float> values(const Tensor& t);
+
+// Runs one node of `op` on the reference kernels; a null input is an omitted optional one.
+Result<std::vector<Tensor>> run_op(OpKind op, std::vector<const Tensor*> in,
+                                   std::map<std::string, AttrValue> attrs = {});
 
 // Runs `g` (shapes inferred first on a copy) on the reference backend.
 std::vector<Tensor> run_reference(const Graph& g, const std::vector<Tensor>& inputs);

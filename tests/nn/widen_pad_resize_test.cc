@@ -11,26 +11,9 @@
 namespace tr::nn {
 namespace {
 
-Result<std::vector<Tensor>> run_op(OpKind op, std::vector<const Tensor*> in,
-                                   std::map<std::string, AttrValue> attrs = {}) {
-  Node n;
-  n.op = op;
-  n.name = "t";
-  n.attrs = std::move(attrs);
-  for (size_t i = 0; i < in.size(); ++i) n.inputs.push_back(in[i] ? ValueId(i) : kNoId);
-  n.outputs.push_back(0);
-  return run_ref_node(n, in);
-}
-
-std::vector<float> values(const Tensor& t) {
-  return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
-}
-
-Tensor seq(Shape s, float start = 1.f) {
-  Tensor t = Tensor::f32(s);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = start + static_cast<float>(i);
-  return t;
-}
+using test::run_op;
+using test::seq;
+using test::values;
 
 TEST(WidenPad, ReflectAndEdge1D) {
   Tensor x = seq({4});  // 1 2 3 4
