@@ -8,6 +8,7 @@
 #include "common/status.h"
 #include "common/tensor.h"
 #include "nn/graph.h"
+#include "nn/nn.h"
 
 namespace tr::nn {
 
@@ -36,5 +37,8 @@ std::unique_ptr<Backend> make_reference_backend();
 // TR_NN_HAVE_CPU_BACKEND when src/nn/cpu/ has sources, otherwise Session falls back to the
 // reference backend for BackendKind::kCpu.
 std::unique_ptr<Backend> make_cpu_backend();
+// The CUDA backend (src/nn/cuda/exec/), only in builds with TR_NN_HAVE_CUDA_BACKEND: the
+// graph is lowered to a CudaPlan (src/nn/cuda/plan.h) and run with cuBLASLt and own kernels.
+std::unique_ptr<Backend> make_cuda_backend(Precision precision);
 
 }  // namespace tr::nn

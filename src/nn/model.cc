@@ -30,6 +30,25 @@ Result<BackendKind> parse_backend(const std::string& s) {
   return BadInput("unknown backend '" + s + "' (ref, cpu or cuda)");
 }
 
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::kFloat16:
+      return "fp16";
+    case Precision::kBFloat16:
+      return "bf16";
+    case Precision::kFloat32:
+      return "fp32";
+  }
+  return "?";
+}
+
+Result<Precision> parse_precision(const std::string& s) {
+  if (s == "fp16" || s == "float16") return Precision::kFloat16;
+  if (s == "bf16" || s == "bfloat16") return Precision::kBFloat16;
+  if (s == "fp32" || s == "float32") return Precision::kFloat32;
+  return BadInput("unknown precision '" + s + "' (fp16, bf16 or fp32)");
+}
+
 struct Model::Impl {
   std::string name;
   Graph graph;

@@ -55,9 +55,19 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
+// Activation precision of the cuda backend; the cpu and reference backends always compute in
+// float32. Inputs and outputs are float32 whatever the precision.
+enum class Precision { kFloat16, kBFloat16, kFloat32 };
+const char* precision_name(Precision p);
+// "fp16"/"float16", "bf16"/"bfloat16", "fp32"/"float32" -> Precision.
+Result<Precision> parse_precision(const std::string& s);
+// Whether this binary was built with the CUDA backend (TALKRENDER_CUDA).
+bool cuda_backend_built();
+
 struct SessionOptions {
   BackendKind backend = BackendKind::kCpu;
-  int threads = 0;  // 0 = one per core
+  int threads = 0;                            // 0 = one per core
+  Precision precision = Precision::kFloat16;  // cuda only
 };
 
 using NamedTensor = std::pair<std::string, Tensor>;

@@ -4,6 +4,9 @@
 #include <map>
 
 #include "nn/backend.h"
+#ifdef TR_NN_HAVE_CUDA_BACKEND
+#include "nn/cuda/exec/cuda_backend.h"
+#endif
 #include "nn/graph.h"
 #include "nn/nn.h"
 #include "nn/ops/infer.h"
@@ -15,6 +18,14 @@ namespace tr::nn {
 // Until src/nn/cpu/ exists, "cpu" is served by the reference kernels.
 std::unique_ptr<Backend> make_cpu_backend() { return make_reference_backend(); }
 #endif
+
+bool cuda_backend_built() {
+#ifdef TR_NN_HAVE_CUDA_BACKEND
+  return true;
+#else
+  return false;
+#endif
+}
 
 // Plans kept per Session (one per input-shape set, e.g. per batch size in use).
 constexpr size_t kMaxCachedPlans = 16;
@@ -61,7 +72,19 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
       impl->backend = make_cpu_backend();
       break;
     case BackendKind::kCuda:
-      return BadInput("backend 'cuda' is not built into this binary");
+#ifdef TR_NN_HAVE_CUDA_BACKEND
+    {
+      // Fail at create, not at the first frame, on a machine without a usable GPU.
+      auto device = cuda::device_description();
+      if (!device.ok()) return device.error();
+      impl->backend = make_cuda_backend(opts.precision);
+      break;
+    }
+#else
+      return BadInput(
+          "backend 'cuda' is not built into this binary (configure with -DTALKRENDER_CUDA=ON "
+          "on a machine with the CUDA toolkit)");
+#endif
   }
   if (!impl->backend)
     return RuntimeError("backend '" + std::string(backend_name(opts.backend)) +
