@@ -409,6 +409,13 @@ def export_one(name, args):
     training_mode = (torch.onnx.TrainingMode.PRESERVE
                      if args.keep_batchnorm else torch.onnx.TrainingMode.EVAL)
 
+    # PyTorch >= 2.9 exports through dynamo by default, a different graph; users' files come
+    # from the TorchScript exporter, so ask for it where the choice exists (tools/device/
+    # exports with the GPU machine's own, newer PyTorch).
+    import inspect
+    legacy = ({'dynamo': False}
+              if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {})
+
     def write_onnx(tmp):
         with torch.no_grad():
             torch.onnx.export(model,
@@ -420,7 +427,8 @@ def export_one(name, args):
                               opset_version=args.opset,
                               do_constant_folding=True,
                               training=training_mode,
-                              export_params=True)
+                              export_params=True,
+                              **legacy)
 
     save_atomic(onnx_path, write_onnx)
     t_export = time.time() - t0

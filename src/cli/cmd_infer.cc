@@ -1,5 +1,6 @@
 // talkrender infer --model M.onnx --input NAME=FILE.npy [--input ...] --out OUT.npy
-//                  [--backend ref|cpu] [--threads N]
+//                  [--backend ref|cpu|cuda] [--device cpu|cuda] [--precision fp16|bf16|fp32]
+//                  [--threads N]
 // Runs a model once on .npy inputs and writes its first output (atomically).
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -29,7 +30,11 @@ int cmd_infer(int argc, char** argv) {
   app.add_option("--model", model_path, "the .onnx model")->required();
   app.add_option("--input", input_specs, "NAME=FILE.npy, once per model input")->required();
   app.add_option("--out", out_path, "where to write the first output (.npy)")->required();
-  app.add_option("--backend", backend, "ref or cpu")->capture_default_str();
+  app.add_option("--backend", backend, "ref, cpu or cuda")->capture_default_str();
+  std::string device, precision = "fp16";
+  app.add_option("--device", device, "cpu or cuda (sets --backend)");
+  app.add_option("--precision", precision, "cuda activations: fp16, bf16 or fp32")
+      ->capture_default_str();
   app.add_option("--threads", threads, "runtime threads (0 = one per core)")->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -37,6 +42,14 @@ int cmd_infer(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (threads < 0) return fail(BadInput("--threads must be >= 0"));
+  if (!device.empty()) {
+    if (device != "cpu" && device != "cuda") {
+      return fail(BadInput("--device '" + device + "' must be cpu or cuda"));
+    }
+    backend = device;
+  }
+  auto precision_kind = nn::parse_precision(precision);
+  if (!precision_kind.ok()) return fail(precision_kind.error());
   auto backend_kind = nn::parse_backend(backend);
   if (!backend_kind.ok()) return fail(backend_kind.error());
 
@@ -66,6 +79,7 @@ int cmd_infer(int argc, char** argv) {
   nn::SessionOptions opts;
   opts.backend = *backend_kind;
   opts.threads = threads;
+  opts.precision = *precision_kind;
   auto session = nn::Session::create(*model, opts);
   if (!session.ok()) return fail(session.error());
   auto outputs = (*session)->run(inputs);

@@ -1,5 +1,5 @@
 // talkrender infer-bench --model M.onnx --batch 1,2,4,8 --threads N [--backend ref|cpu]
-//                        [--runs R] [--json]
+//                        [--runs R] [--json] [--device cpu|cuda] [--precision P]
 // Times a model on random inputs shaped from the model: one warm-up run (which also
 // compiles the plan for that batch), then the median of R >= 5 timed runs.
 #include <CLI/CLI.hpp>
@@ -54,7 +54,11 @@ int cmd_infer_bench(int argc, char** argv) {
   app.add_option("--batch", batches_arg, "comma-separated batch sizes, e.g. 1,2,4,8")
       ->capture_default_str();
   app.add_option("--threads", threads, "runtime threads (0 = one per core)")->capture_default_str();
-  app.add_option("--backend", backend, "ref or cpu")->capture_default_str();
+  app.add_option("--backend", backend, "ref, cpu or cuda")->capture_default_str();
+  std::string device, precision = "fp16";
+  app.add_option("--device", device, "cpu or cuda (sets --backend)");
+  app.add_option("--precision", precision, "cuda activations: fp16, bf16 or fp32")
+      ->capture_default_str();
   app.add_option("--runs", runs, "timed runs per batch (>= 5); the median is reported")
       ->capture_default_str();
   app.add_flag("--json", json, "one JSON object per batch on stdout");
@@ -83,6 +87,14 @@ int cmd_infer_bench(int argc, char** argv) {
       pos = comma + 1;
     }
   }
+  if (!device.empty()) {
+    if (device != "cpu" && device != "cuda") {
+      return fail(BadInput("--device '" + device + "' must be cpu or cuda"));
+    }
+    backend = device;
+  }
+  auto precision_kind = nn::parse_precision(precision);
+  if (!precision_kind.ok()) return fail(precision_kind.error());
   auto backend_kind = nn::parse_backend(backend);
   if (!backend_kind.ok()) return fail(backend_kind.error());
   const auto load_start = std::chrono::steady_clock::now();
@@ -94,6 +106,7 @@ int cmd_infer_bench(int argc, char** argv) {
   nn::SessionOptions opts;
   opts.backend = *backend_kind;
   opts.threads = threads;
+  opts.precision = *precision_kind;
   auto session = nn::Session::create(*model, opts);
   if (!session.ok()) return fail(session.error());
 
