@@ -1,11 +1,344 @@
-// PLACEHOLDER: replaced by the component that implements this command.
+// talkrender bench: the render pipeline's throughput over batch sizes and worker counts, next
+// to the inference-only ceiling of the same model at the same batch and threads (the seed
+// study's batch x workers table).
+//
+// For each batch B: a fresh runtime session, one warm-up batch (compiles the plan), then
+// for each worker count W, side by side: the ceiling (predict() alone on N frames in
+// batches of B) and the full pipeline (prep, inference, compositing on W workers, ordered
+// encoding to a temporary output that is deleted afterwards) on the same N frames.
+// Measuring the ceiling right before each row keeps the ratio honest on a noisy machine.
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
+#include "common/interrupt.h"
+#include "io/package.h"
+#include "render/render_job.h"
+
+extern char** environ;
 
 namespace tr::cli {
-int cmd_bench(int, char**) {
-  std::fprintf(stderr, "talkrender: 'bench' is not built yet\n");
-  return 3;
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
+
+int fail(const Error& e) {
+  std::fprintf(stderr, "talkrender bench: %s\n", e.message.c_str());
+  return e.exit_code();
+}
+
+Result<std::vector<int>> parse_list(const std::string& flag, const std::string& text) {
+  std::vector<int> out;
+  size_t pos = 0;
+  for (;;) {
+    const size_t comma = text.find(',', pos);
+    const std::string item = text.substr(pos, comma == std::string::npos ? comma : comma - pos);
+    char* end = nullptr;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || v < 1 || v > 256) {
+      return BadInput(flag + " '" + text + "': expected positive integers, e.g. 1,2,4");
+    }
+    out.push_back(static_cast<int>(v));
+    if (comma == std::string::npos) return out;
+    pos = comma + 1;
+  }
+}
+
+// Discards frames: the pipeline without any encoding cost.
+class NullSink final : public render::FrameSink {
+ public:
+  Status write(int64_t, const cv::Mat&) override { return Status::Ok(); }
+  Status finish() override { return Status::Ok(); }
+  void abort() override {}
+};
+
+// Runs `argv` and returns its wall time in ms, or an error if it cannot run or fails.
+Result<double> time_command(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const auto t0 = Clock::now();
+  pid_t pid = 0;
+  if (posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
+    return RuntimeError(args[0] + ": cannot run");
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return RuntimeError(args[0] + " failed");
+  }
+  return ms_since(t0);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// The package load (rects, probe, decode of every frame into the compact cache) next to
+// `ffmpeg -threads T -i full_body_video.mp4 -f null -`, alternating, `rounds` times each.
+Status compare_load_with_ffmpeg(const std::string& package, int threads, int rounds, bool json) {
+  const std::string video = (fs::path(package) / "full_body_video.mp4").string();
+  std::vector<double> ours, ffmpeg;
+  for (int r = 0; r < rounds; ++r) {
+    auto ff = time_command({"ffmpeg", "-nostdin", "-v", "error", "-threads",
+                            std::to_string(threads), "-i", video, "-f", "null", "-"});
+    if (!ff.ok()) {
+      std::fprintf(stderr, "bench: ffmpeg not available (%s); load comparison skipped\n",
+                   ff.error().message.c_str());
+      return Status::Ok();
+    }
+    ffmpeg.push_back(*ff);
+    io::PackageOptions po;
+    po.frame_store = true;
+    po.decode.threads = threads;
+    const auto t0 = Clock::now();
+    TR_ASSIGN_OR_RETURN(io::AvatarPackage pkg, io::open_package(package, po));
+    ours.push_back(ms_since(t0));
+  }
+  const double o = median(ours), f = median(ffmpeg);
+  if (json) {
+    std::printf(
+        "{\"package_load_ms\": %.1f, \"ffmpeg_decode_ms\": %.1f, \"load_ratio\": %.3f, "
+        "\"threads\": %d, \"rounds\": %d}\n",
+        o, f, o / f, threads, rounds);
+  } else {
+    std::printf(
+        "package load (decode %s into the frame cache): %.0f ms; ffmpeg -threads %d -i ... -f "
+        "null -: %.0f ms; ratio %.2f (median of %d alternating rounds)\n",
+        video.c_str(), o, threads, f, o / f, rounds);
+  }
+  std::fflush(stdout);
+  return Status::Ok();
+}
+
+struct Row {
+  int batch = 0, workers = 0;
+  int64_t frames = 0;
+  double fps = 0, ceiling_fps = 0;
+  double prep_ms = 0, infer_ms = 0, composite_ms = 0, encode_ms = 0, wait_ms = 0;
+  double peak_rss_mb = 0;
+};
+
+// Inference alone on `frames` frames in batches of `batch`: frames per second.
+Result<double> ceiling_fps(render::Predictor& predictor, const render::LoadedRender& in, int batch,
+                           int64_t frames) {
+  const int S = in.model_size;
+  Shape audio_shape = {batch};
+  audio_shape.insert(audio_shape.end(), in.mode.shape.begin(), in.mode.shape.end());
+  Tensor input = Tensor::f32({batch, 6, S, S});
+  Tensor audio = Tensor::f32(audio_shape);
+  // Real windows and mid-grey pixels: the content does not change the work done.
+  std::fill(input.data<float>(), input.data<float>() + input.numel(), 0.5f);
+  for (int j = 0; j < batch; ++j)
+    in.windows->window(j % in.windows->frames(), audio.data<float>() + j * audio.numel() / batch);
+  int64_t done = 0;
+  const auto t0 = Clock::now();
+  while (done < frames) {
+    if (interrupted()) return Interrupted();
+    TR_ASSIGN_OR_RETURN(Tensor out, predictor.predict(input, audio));
+    done += batch;
+  }
+  return done / (ms_since(t0) / 1000.0);
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  render::RenderJobOptions o;
+  std::string batches_arg = "1,2,4,8", workers_arg = "1,2,4", out_format = "mp4", backend = "cpu";
+  int64_t frames = 100;
+  int load_rounds = 3;
+  bool json = false, no_ffmpeg = false;
+  CLI::App app{
+      "Measure the render pipeline's frames per second over batch sizes and worker counts, "
+      "each row next to the inference-only FPS of the same model at the same batch and "
+      "threads (the ceiling) and their ratio.",
+      "talkrender bench"};
+  app.add_option("--package,-p", o.package_dir, "avatar package folder")->required();
+  app.add_option("--generator", o.generator_path,
+                 "generator ONNX (default: <package>/models/generator.onnx)");
+  auto* feat = app.add_option("--features", o.features_path, "precomputed features P (.bin/.npy)");
+  auto* aud = app.add_option("--audio,-a", o.audio_path, "speech audio file");
+  aud->excludes(feat);
+  app.add_option("--audio-encoder", o.audio_encoder_path,
+                 "audio encoder ONNX (default: <package>/models/audio_encoder.onnx)");
+  app.add_option("--batches", batches_arg, "batch sizes to measure")->capture_default_str();
+  app.add_option("--workers", workers_arg, "compositing worker counts to measure")
+      ->capture_default_str();
+  app.add_option("--frames", frames, "frames rendered per row")->capture_default_str();
+  app.add_option("--out-format", out_format,
+                 "what each row writes: mp4 (H.264, deleted after), jpg (image sequence, "
+                 "deleted after) or none")
+      ->check(CLI::IsMember({"mp4", "jpg", "none"}))
+      ->capture_default_str();
+  app.add_option("--preset", o.preset, "x264 preset")->capture_default_str();
+  app.add_option("--crf", o.crf, "x264 CRF")->capture_default_str();
+  app.add_option("--threads", o.threads, "runtime threads (0 = one per core)")
+      ->capture_default_str();
+  app.add_option("--cache-mb", o.cache_mb, "frame cache bound in MiB (0 = every frame)")
+      ->capture_default_str();
+  app.add_option("--backend", backend, "runtime backend: cpu, ref")->capture_default_str();
+  app.add_option("--load-rounds", load_rounds,
+                 "rounds of the package-load vs ffmpeg comparison (0 skips it)")
+      ->capture_default_str();
+  app.add_flag("--no-ffmpeg", no_ffmpeg, "skip the package-load vs ffmpeg comparison");
+  app.add_flag("--json", json,
+               "one JSON object per row on stdout (batch, workers, fps, infer_ms, "
+               "composite_ms, encode_ms, ceiling_fps, ratio, ...)");
+  app.footer(
+      "fps counts frames / (first inference -> last frame written). infer_ms, composite_ms "
+      "and encode_ms are per frame: time inside predict, CPU time of compositing summed over "
+      "workers, and time the writer spent in the encoder.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  auto batches = parse_list("--batches", batches_arg);
+  if (!batches.ok()) return fail(batches.error());
+  auto workers = parse_list("--workers", workers_arg);
+  if (!workers.ok()) return fail(workers.error());
+  if (frames < 1) return fail(BadInput("--frames must be >= 1"));
+  if (o.threads < 0) return fail(BadInput("--threads must be >= 0"));
+  auto be = nn::parse_backend(backend);
+  if (!be.ok()) return fail(be.error());
+  o.backend = *be;
+  o.frames = frames;
+
+  if (!no_ffmpeg && load_rounds > 0) {
+    const int decode_threads =
+        o.threads > 0 ? o.threads : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+    Status s = compare_load_with_ffmpeg(o.package_dir, decode_threads, load_rounds, json);
+    if (!s.ok()) return fail(s.error());
+  }
+  auto loaded = render::load_render_inputs(o);
+  if (!loaded.ok()) return fail(loaded.error());
+  const render::LoadedRender& in = *loaded;
+  const int64_t n = std::min<int64_t>(frames, in.windows->frames());
+  if (!json) {
+    std::printf("model %s (%dx%d %s), %lld frames per row, output %s%s, threads %s, cache %s\n",
+                in.generator_path.c_str(), in.model_size, in.model_size, in.mode.name,
+                static_cast<long long>(n), out_format.c_str(),
+                out_format == "mp4" ? (" (preset " + o.preset + ")").c_str() : "",
+                o.threads ? std::to_string(o.threads).c_str() : "auto",
+                o.cache_mb ? (std::to_string(o.cache_mb) + " MiB").c_str() : "all frames");
+    std::printf("%5s %7s %8s %10s %14s %11s %12s %7s\n", "batch", "workers", "fps", "infer ms/f",
+                "composite ms/f", "encode ms/f", "ceiling fps", "ratio");
+    std::fflush(stdout);
+  }
+  const fs::path tmp_root =
+      fs::temp_directory_path() / ("talkrender-bench-" + std::to_string(::getpid()));
+  std::error_code ec;
+  fs::create_directories(tmp_root, ec);
+  if (ec) return fail(RuntimeError(tmp_root.string() + ": cannot create: " + ec.message()));
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code e;
+      fs::remove_all(p, e);
+    }
+  } cleanup{tmp_root};
+
+  for (int b : *batches) {
+    auto predictor = render::make_predictor(in.model, o.backend, o.threads);
+    if (!predictor.ok()) return fail(predictor.error());
+    // Warm-up: compiles the plans for this batch and for the last, partial batch.
+    for (int warm : {b, static_cast<int>(n % b)}) {
+      if (warm == 0) continue;
+      auto w = ceiling_fps(**predictor, in, warm, warm);
+      if (!w.ok()) return fail(w.error());
+    }
+    for (int w : *workers) {
+      Row row;
+      row.batch = b;
+      row.workers = w;
+      auto ceiling = ceiling_fps(**predictor, in, b, n);
+      if (!ceiling.ok()) return fail(ceiling.error());
+      row.ceiling_fps = *ceiling;
+
+      std::shared_ptr<render::FrameSink> sink;
+      const fs::path out = tmp_root / ("b" + std::to_string(b) + "w" + std::to_string(w));
+      if (out_format == "none") {
+        sink = std::make_shared<NullSink>();
+      } else if (out_format == "jpg") {
+        io::ImageSequenceOptions io_opts;
+        io_opts.format = io::ImageFormat::kJpg;
+        auto writer = io::create_image_sequence_writer(out.string(), io_opts);
+        if (!writer.ok()) return fail(writer.error());
+        sink = render::make_writer_sink(std::move(*writer), out.string());
+      } else {
+        io::Mp4Options mp4;
+        mp4.width = in.width;
+        mp4.height = in.height;
+        mp4.fps_num = in.fps_num;
+        mp4.fps_den = in.fps_den;
+        mp4.crf = o.crf;
+        mp4.preset = o.preset;
+        mp4.audio_path = o.audio_path;
+        auto writer = io::create_mp4_writer(out.string() + ".mp4", mp4);
+        if (!writer.ok()) return fail(writer.error());
+        sink = render::make_writer_sink(std::move(*writer), out.string() + ".mp4");
+      }
+      render::RenderJobOptions ro = o;
+      ro.batch = b;
+      ro.workers = w;
+      render::PipelineOptions po = render::pipeline_options(in, ro);
+      auto stats = render::run_pipeline(in.avatar, in.windows, *predictor, sink, po);
+      if (!stats.ok()) return fail(stats.error());
+      fs::remove_all(out, ec);
+      fs::remove(out.string() + ".mp4", ec);
+      const double f = static_cast<double>(stats->frames);
+      row.frames = stats->frames;
+      row.fps = stats->run_s > 0 ? f / stats->run_s : 0;
+      row.prep_ms = stats->prep_ms / f;
+      row.infer_ms = stats->infer_ms / f;
+      row.composite_ms = stats->composite_ms / f;
+      row.encode_ms = stats->encode_ms / f;
+      row.wait_ms = stats->wait_frames_ms / f;
+      row.peak_rss_mb = render::peak_rss_mb();
+      const double ratio = row.ceiling_fps > 0 ? row.fps / row.ceiling_fps : 0;
+      if (json) {
+        nlohmann::json j = {{"batch", row.batch},
+                            {"workers", row.workers},
+                            {"frames", row.frames},
+                            {"fps", row.fps},
+                            {"infer_ms", row.infer_ms},
+                            {"composite_ms", row.composite_ms},
+                            {"encode_ms", row.encode_ms},
+                            {"prep_ms", row.prep_ms},
+                            {"wait_frames_ms", row.wait_ms},
+                            {"ceiling_fps", row.ceiling_fps},
+                            {"ratio", ratio},
+                            {"out_format", out_format},
+                            {"threads", o.threads},
+                            {"cache_mb", o.cache_mb},
+                            {"peak_rss_mb", row.peak_rss_mb}};
+        std::printf("%s\n", j.dump().c_str());
+      } else {
+        std::printf("%5d %7d %8.2f %10.1f %14.2f %11.2f %12.2f %7.3f\n", row.batch, row.workers,
+                    row.fps, row.infer_ms, row.composite_ms, row.encode_ms, row.ceiling_fps, ratio);
+      }
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
 }  // namespace tr::cli

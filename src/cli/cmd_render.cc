@@ -56,6 +56,9 @@ int cmd_render(int argc, char** argv) {
       "frames per inference batch (default " + std::to_string(render::kDefaultBatch) + ")");
   app.add_option("--threads", o.threads, "runtime threads (default 0 = one per core)");
   app.add_option("--workers", o.workers, "compositing threads (default 2)");
+  app.add_option("--cache-mb", o.cache_mb,
+                 "bound the avatar frame cache to N MiB, decoding ahead of the frame walk "
+                 "(default 0 = keep every frame in RAM, as compact YUV)");
   app.add_option("--backend", backend, "runtime backend: cpu (default), ref, cuda");
   app.add_option("--report-json", report_json, "also write the report as JSON to FILE");
   app.add_flag("--no-progress", no_progress, "no progress bar (shown only on a terminal)");

@@ -239,7 +239,15 @@ Result<AvatarPackage> open_package(const std::string& dir, const PackageOptions&
   pkg.generator_path = optional_path("models/generator.onnx");
   pkg.audio_encoder_path = optional_path("models/audio_encoder.onnx");
 
-  if (opts.decode_frames) {
+  if (opts.decode_frames && opts.frame_store) {
+    FrameStoreOptions so;
+    so.threads = opts.decode.threads;
+    so.cache_bytes = opts.frame_cache_bytes;
+    TR_ASSIGN_OR_RETURN(std::unique_ptr<FrameStore> store,
+                        FrameStore::open(pkg.full_video_path, so));
+    pkg.store = std::move(store);
+    frame_count = pkg.store->count();
+  } else if (opts.decode_frames) {
     TR_ASSIGN_OR_RETURN(pkg.frames, decode_all_frames(pkg.full_video_path, opts.decode));
     frame_count = static_cast<int64_t>(pkg.frames.size());
   } else if (frame_count <= 0) {

@@ -7,12 +7,14 @@
 // Errors are kBadInput and name the file plus the frame or field that is wrong.
 #pragma once
 
+#include <memory>
 #include <opencv2/core.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/status.h"
+#include "io/frame_store.h"
 #include "io/video_reader.h"
 
 namespace tr::io {
@@ -49,6 +51,10 @@ struct PackageOptions {
   bool decode_frames = true;  // false: probe + validate only (inspect), frames stays empty
   CropsFrom crops_from = CropsFrom::kFullFrame;
   DecodeOptions decode;  // threads etc.
+  // Keep the full-body frames in a FrameStore (compact YUV, BGR on demand) instead of
+  // AvatarPackage::frames; frame_cache_bytes > 0 makes it a bounded streaming cache.
+  bool frame_store = false;
+  int64_t frame_cache_bytes = 0;
 };
 
 struct AvatarPackage {
@@ -58,9 +64,10 @@ struct AvatarPackage {
   double fps = 25.0;  // from the full-body video's stream
   int fps_num = 25, fps_den = 1;
 
-  std::vector<CropRect> rects;       // rects[k] belongs to frame k
-  std::vector<cv::Mat> frames;       // CV_8UC3 BGR, frame_count of them (if decode_frames)
-  std::vector<cv::Mat> crop_frames;  // CV_8UC3 BGR 328x328, only with CropsFrom::kVideo
+  std::vector<CropRect> rects;        // rects[k] belongs to frame k
+  std::vector<cv::Mat> frames;        // CV_8UC3 BGR, frame_count of them (if decode_frames)
+  std::shared_ptr<FrameStore> store;  // instead of `frames` with PackageOptions::frame_store
+  std::vector<cv::Mat> crop_frames;   // CV_8UC3 BGR 328x328, only with CropsFrom::kVideo
 
   // Absolute-or-as-given paths; empty when the optional file is absent.
   std::string full_video_path;

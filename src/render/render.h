@@ -51,6 +51,8 @@ Status check_rect(const cv::Rect& rect, const cv::Size& frame_size, int avatar_f
 
 // crop = resize(full[rect], (S+8) x (S+8), crop_interpolation). `rect` must be checked.
 cv::Mat make_crop(const cv::Mat& full_bgr, const cv::Rect& rect, const PrepSettings& s);
+// The same into `crop`, reusing its buffer when it already has the crop's size.
+void make_crop(const cv::Mat& full_bgr, const cv::Rect& rect, const PrepSettings& s, cv::Mat* crop);
 
 // Writes the generator input of one frame, [6, S, S] float32 NCHW: channels 0..2 the ROI
 // crop[4:S+4, 4:S+4], channels 3..5 the ROI with the mask rectangle black; BGR, value / 255.
@@ -60,10 +62,18 @@ void fill_generator_input(const cv::Mat& crop_bgr, const PrepSettings& s, float*
 // uint8(v * 255) as the reference does (values outside [0, 1] and NaN are clamped).
 cv::Mat prediction_to_image(const float* pred, int size);
 
+// The same into `dst` (size x size CV_8UC3, e.g. an ROI of a larger image); no allocation.
+void write_prediction(const float* pred, int size, cv::Mat dst);
+
 // out = full with rect replaced by resize(crop with pred pasted at [4:S+4], w x h).
 // `out` is (re)allocated as a copy of `full_bgr`; everything outside `rect` is bit-identical.
 void composite_frame(const cv::Mat& full_bgr, const cv::Rect& rect, const cv::Mat& crop_bgr,
                      const float* pred, const PrepSettings& s, cv::Mat* out);
+
+// The second half of composite_frame for a frame that already holds the full image: pastes
+// resize(crop with pred at [4:S+4]) into (*frame)(rect). `canvas` is scratch (reused).
+void paste_prediction(const cv::Rect& rect, const cv::Mat& crop_bgr, const float* pred,
+                      const PrepSettings& s, cv::Mat* canvas, cv::Mat* frame);
 
 // ---------------------------------------------------------------------------------------
 // Audio windows (contract section 4 step 12).
@@ -107,13 +117,32 @@ Result<AudioMode> audio_mode_for_shape(const Shape& shape);
 // ---------------------------------------------------------------------------------------
 // Pipeline stages.
 
-// The avatar: decoded full frames (BGR uint8), rects, and optionally the 328 crops from
-// crops_328_video.mp4 (empty: crops are derived from the full frames).
+// Where the pipeline gets the avatar's full frames when they are not held as BGR Mats
+// (e.g. a compact YUV cache, or a bounded streaming decoder). The inference thread calls
+// plan() once, then acquire() in output order; the handle keeps the frame alive until the
+// frame's composite is done. to_bgr() is called from the inference thread (crops) and the
+// workers (composites) at the same time, so it must be thread-safe.
+class FrameSource {
+ public:
+  virtual ~FrameSource() = default;
+  virtual int count() const = 0;
+  virtual cv::Size size() const = 0;
+  // Output frames 0 .. total-1 will use avatar frame frame_for(i).
+  virtual void plan(std::function<int(int64_t)> frame_for, int64_t total) = 0;
+  // Avatar frame k for output frame i; may block while the frame is decoded.
+  virtual Result<std::shared_ptr<const void>> acquire(int64_t i, int k) = 0;
+  // The acquired frame as BGR into `out`, reusing its buffer when it has the right size.
+  virtual Status to_bgr(const std::shared_ptr<const void>& frame, cv::Mat& out) const = 0;
+};
+
+// The avatar: full frames (BGR Mats in `full`, or a FrameSource), rects, and optionally the
+// 328 crops from crops_328_video.mp4 (empty: crops are derived from the full frames).
 struct AvatarFrames {
-  std::vector<cv::Mat> full;
+  std::vector<cv::Mat> full;            // used when `source` is null
+  std::shared_ptr<FrameSource> source;  // when set, `full` is empty
   std::vector<cv::Rect> rects;
   std::vector<cv::Mat> crops;  // empty, or one per frame of size crop_size() square
-  int count() const { return static_cast<int>(full.size()); }
+  int count() const { return source ? source->count() : static_cast<int>(full.size()); }
 };
 // Checks sizes, rect bounds and crop sizes; errors name `name` and the first bad frame.
 Status validate_avatar(const AvatarFrames& a, const PrepSettings& s, const std::string& name);
@@ -154,11 +183,12 @@ struct PipelineOptions {
 
 struct PipelineStats {
   int64_t frames = 0;
-  double run_s = 0;         // first inference started -> last frame written
-  double prep_ms = 0;       // total, inference thread
-  double infer_ms = 0;      // total time inside Predictor::predict
-  double composite_ms = 0;  // total over all workers
-  double encode_ms = 0;     // total time inside FrameSink::write + finish
+  double run_s = 0;           // first inference started -> last frame written
+  double prep_ms = 0;         // total, inference thread
+  double infer_ms = 0;        // total time inside Predictor::predict
+  double composite_ms = 0;    // total over all workers
+  double encode_ms = 0;       // total time inside FrameSink::write + finish
+  double wait_frames_ms = 0;  // inference thread waiting for avatar frames (streaming cache)
   int batches = 0;
 };
 

@@ -212,6 +212,10 @@ double peak_rss_mb() {
 }
 
 nlohmann::json RenderReport::to_json() const {
+  nlohmann::json minutes = nlohmann::json::array();
+  for (const RssPoint& p : rss_by_minute) {
+    minutes.push_back({{"minute", p.minute}, {"rss_mb", p.rss_mb}, {"peak_rss_mb", p.peak_rss_mb}});
+  }
   return {{"frames", frames},
           {"wall_s", wall_s},
           {"fps", fps},
@@ -222,6 +226,11 @@ nlohmann::json RenderReport::to_json() const {
           {"composite_ms_per_frame", composite_ms_per_frame},
           {"encode_ms_per_frame", encode_ms_per_frame},
           {"peak_rss_mb", peak_rss_mb},
+          {"wait_frames_ms_per_frame", wait_frames_ms_per_frame},
+          {"cache_mb", cache_mb},
+          {"frame_cache_mb", frame_cache_mb},
+          {"frames_decoded", frames_decoded},
+          {"rss_by_minute", minutes},
           {"batch", batch},
           {"workers", workers},
           {"threads", threads},
@@ -242,14 +251,44 @@ std::string RenderReport::to_text() const {
       batch, workers, threads == 0 ? std::string("auto") : std::to_string(threads), peak_rss_mb);
 }
 
-Result<RenderReport> run_render_job(const RenderJobOptions& o) {
-  const auto t_start = Clock::now();
-  RenderReport report;
+double current_rss_mb() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE)) /
+         (1024.0 * 1024.0);
+}
+
+namespace {
+
+// The package's frame store as the pipeline's FrameSource.
+class StoreSource final : public FrameSource {
+ public:
+  explicit StoreSource(std::shared_ptr<io::FrameStore> s) : store_(std::move(s)) {}
+  int count() const override { return store_->count(); }
+  cv::Size size() const override { return {store_->width(), store_->height()}; }
+  void plan(std::function<int(int64_t)> frame_for, int64_t total) override {
+    store_->set_order(std::move(frame_for), total);
+  }
+  Result<std::shared_ptr<const void>> acquire(int64_t i, int k) override {
+    TR_ASSIGN_OR_RETURN(io::FrameHandle h, store_->acquire(i, k));
+    return std::shared_ptr<const void>(std::move(h));
+  }
+  Status to_bgr(const std::shared_ptr<const void>& frame, cv::Mat& out) const override {
+    return store_->to_bgr(std::static_pointer_cast<const io::StoredFrame>(frame), out);
+  }
+
+ private:
+  std::shared_ptr<io::FrameStore> store_;
+};
+
+Status check_common_options(const RenderJobOptions& o) {
   if (o.package_dir.empty()) return BadInput("no avatar package given (--package DIR)");
   if (o.audio_path.empty() == o.features_path.empty()) {
     return BadInput("give exactly one of --audio FILE and --features FILE");
   }
-  if (o.out_path.empty()) return BadInput("no output given (--out FILE.mp4 or --out DIR/)");
   if (o.batch < 1) return BadInput(fmt::format("--batch must be >= 1, got {}", o.batch));
   if (o.workers < 1) return BadInput(fmt::format("--workers must be >= 1, got {}", o.workers));
   if (o.frames == 0 || o.frames < -1) {
@@ -258,6 +297,131 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
   if (o.start_frame < 0) {
     return BadInput(fmt::format("--start-frame must be >= 0, got {}", o.start_frame));
   }
+  if (o.cache_mb < 0) return BadInput(fmt::format("--cache-mb must be >= 0, got {}", o.cache_mb));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Predictor>> make_predictor(std::shared_ptr<const nn::Model> model,
+                                                  nn::BackendKind backend, int threads) {
+  nn::SessionOptions so;
+  so.backend = backend;
+  so.threads = threads;
+  TR_ASSIGN_OR_RETURN(std::unique_ptr<nn::Session> session, nn::Session::create(model, so));
+  return std::shared_ptr<Predictor>(std::make_shared<SessionPredictor>(std::move(session)));
+}
+
+std::shared_ptr<FrameSink> make_writer_sink(std::unique_ptr<io::FrameWriter> writer,
+                                            std::string target, std::string staged) {
+  return std::make_shared<WriterSink>(std::move(writer), std::move(target), std::move(staged));
+}
+
+PipelineOptions pipeline_options(const LoadedRender& in, const RenderJobOptions& o) {
+  PipelineOptions po;
+  po.prep = PrepSettings::for_size(in.model_size);
+  po.order = o.order;
+  po.start_frame = o.start_frame;
+  po.frames = o.frames;
+  po.audio_shape = in.mode.shape;
+  po.batch = o.batch;
+  po.workers = o.workers;
+  return po;
+}
+
+Result<LoadedRender> load_render_inputs(const RenderJobOptions& o) {
+  TR_RETURN_IF_ERROR(check_common_options(o));
+  LoadedRender in;
+  // The generator first: a bad model fails before seconds of decoding.
+  auto t_load = Clock::now();
+  in.generator_path = o.generator_path.empty()
+                          ? package_file(o.package_dir, "models/generator.onnx")
+                          : o.generator_path;
+  if (!path_exists(in.generator_path)) {
+    return BadInput(in.generator_path + ": generator not found (give --generator FILE.onnx)");
+  }
+  TR_ASSIGN_OR_RETURN(in.model, nn::Model::load(in.generator_path));
+  TR_ASSIGN_OR_RETURN(ModelFit fit, check_generator(*in.model));
+  in.model_size = fit.size;
+  in.mode = fit.mode;
+  in.load_ms = ms_since(t_load);
+  if (interrupted()) return Interrupted();
+
+  // Speech -> the padded feature matrix P.
+  auto t_audio = Clock::now();
+  const int64_t window_numel = shape_numel(fit.mode.shape);
+  Tensor features;
+  if (!o.features_path.empty()) {
+    TR_ASSIGN_OR_RETURN(features, audio::read_feature_file(o.features_path, window_numel / 16));
+  } else {
+    if (std::string(fit.mode.name) != "ave") {
+      return BadInput(fmt::format(
+          "{}: a {} generator needs precomputed features (--features); --audio computes "
+          "ave features only",
+          in.generator_path, fit.mode.name));
+    }
+    const std::string encoder_path = o.audio_encoder_path.empty()
+                                         ? package_file(o.package_dir, "models/audio_encoder.onnx")
+                                         : o.audio_encoder_path;
+    if (!path_exists(encoder_path)) {
+      return BadInput(encoder_path + ": audio encoder not found (give --audio-encoder FILE)");
+    }
+    nn::SessionOptions so;
+    so.backend = o.backend;
+    so.threads = o.threads;
+    TR_ASSIGN_OR_RETURN(std::unique_ptr<audio::AudioEncoder> encoder,
+                        audio::AudioEncoder::load(encoder_path, so));
+    TR_ASSIGN_OR_RETURN(std::vector<float> samples, audio::load_audio(o.audio_path));
+    if (interrupted()) return Interrupted();
+    auto computed = audio::compute_features(samples, encoder->fn());
+    // The audio front end does not know the file's name (e.g. "audio too short").
+    if (!computed.ok()) return Status(computed.error()).with_context(o.audio_path);
+    features = std::move(*computed);
+  }
+  in.audio_ms = ms_since(t_audio);
+  const std::string features_name = o.features_path.empty() ? o.audio_path : o.features_path;
+  TR_ASSIGN_OR_RETURN(std::unique_ptr<FeatureWindows> windows,
+                      FeatureWindows::create(features, window_numel, features_name));
+  in.windows = std::move(windows);
+  if (interrupted()) return Interrupted();
+
+  // The avatar: decoded into RAM (compact), or streamed through a bounded cache.
+  t_load = Clock::now();
+  io::PackageOptions po;
+  po.crops_from = o.crops_from_video ? io::CropsFrom::kVideo : io::CropsFrom::kFullFrame;
+  po.decode.threads = o.decode_threads;
+  po.frame_store = true;
+  po.frame_cache_bytes = o.cache_mb << 20;
+  TR_ASSIGN_OR_RETURN(io::AvatarPackage pkg, io::open_package(o.package_dir, po));
+  // Checked here, where the file is known (the pipeline can only say "avatar"). All crops
+  // come from one video, so the first frame's size is every frame's.
+  if (!pkg.crop_frames.empty()) {
+    const int want = PrepSettings::for_size(fit.size).crop_size();
+    const cv::Mat& crop = pkg.crop_frames[0];
+    if (crop.cols != want || crop.rows != want) {
+      return BadInput(fmt::format("{}: face crops are {}x{}; the {}x{} generator {} needs {}x{}",
+                                  pkg.crops_video_path, crop.cols, crop.rows, fit.size, fit.size,
+                                  in.generator_path, want, want));
+    }
+  }
+  in.store = pkg.store;
+  in.avatar = std::make_shared<AvatarFrames>();
+  in.avatar->source = std::make_shared<StoreSource>(pkg.store);
+  in.avatar->crops = std::move(pkg.crop_frames);
+  for (const auto& r : pkg.rects) in.avatar->rects.push_back(r.to_cv());
+  in.width = pkg.width;
+  in.height = pkg.height;
+  in.fps_num = pkg.fps_num;
+  in.fps_den = pkg.fps_den;
+  in.load_ms += ms_since(t_load);
+  return in;
+}
+
+Result<RenderReport> run_render_job(const RenderJobOptions& o) {
+  const auto t_start = Clock::now();
+  RenderReport report;
+  TR_RETURN_IF_ERROR(check_common_options(o));
+  if (o.out_path.empty()) return BadInput("no output given (--out FILE.mp4 or --out DIR/)");
   if (o.image_format != "png" && o.image_format != "jpg") {
     return BadInput("--format: '" + o.image_format + "' is not png or jpg");
   }
@@ -274,83 +438,15 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
   }
   report.output = target + (to_dir ? "/" : "");
 
-  // The generator first: a bad model fails before seconds of decoding.
-  auto t_load = Clock::now();
-  const std::string generator_path = o.generator_path.empty()
-                                         ? package_file(o.package_dir, "models/generator.onnx")
-                                         : o.generator_path;
-  if (!path_exists(generator_path)) {
-    return BadInput(generator_path + ": generator not found (give --generator FILE.onnx)");
-  }
-  TR_ASSIGN_OR_RETURN(std::shared_ptr<const nn::Model> model, nn::Model::load(generator_path));
-  TR_ASSIGN_OR_RETURN(ModelFit fit, check_generator(*model));
-  nn::SessionOptions so;
-  so.backend = o.backend;
-  so.threads = o.threads;
-  TR_ASSIGN_OR_RETURN(std::unique_ptr<nn::Session> session, nn::Session::create(model, so));
-  double load_ms = ms_since(t_load);
-  report.model_size = fit.size;
-  report.audio_mode = fit.mode.name;
+  auto t_session = Clock::now();
+  TR_ASSIGN_OR_RETURN(LoadedRender in, load_render_inputs(o));
+  TR_ASSIGN_OR_RETURN(std::shared_ptr<Predictor> predictor,
+                      make_predictor(in.model, o.backend, o.threads));
+  report.load_ms = ms_since(t_session) - in.audio_ms;
+  report.audio_ms = in.audio_ms;
+  report.model_size = in.model_size;
+  report.audio_mode = in.mode.name;
   report.backend = nn::backend_name(o.backend);
-  if (interrupted()) return Interrupted();
-
-  // Speech -> the padded feature matrix P.
-  auto t_audio = Clock::now();
-  const int64_t window_numel = shape_numel(fit.mode.shape);
-  Tensor features;
-  if (!o.features_path.empty()) {
-    TR_ASSIGN_OR_RETURN(features, audio::read_feature_file(o.features_path, window_numel / 16));
-  } else {
-    if (std::string(fit.mode.name) != "ave") {
-      return BadInput(fmt::format(
-          "{}: a {} generator needs precomputed features (--features); --audio computes "
-          "ave features only",
-          generator_path, fit.mode.name));
-    }
-    const std::string encoder_path = o.audio_encoder_path.empty()
-                                         ? package_file(o.package_dir, "models/audio_encoder.onnx")
-                                         : o.audio_encoder_path;
-    if (!path_exists(encoder_path)) {
-      return BadInput(encoder_path + ": audio encoder not found (give --audio-encoder FILE)");
-    }
-    TR_ASSIGN_OR_RETURN(std::unique_ptr<audio::AudioEncoder> encoder,
-                        audio::AudioEncoder::load(encoder_path, so));
-    TR_ASSIGN_OR_RETURN(std::vector<float> samples, audio::load_audio(o.audio_path));
-    if (interrupted()) return Interrupted();
-    auto computed = audio::compute_features(samples, encoder->fn());
-    // The audio front end does not know the file's name (e.g. "audio too short").
-    if (!computed.ok()) return Status(computed.error()).with_context(o.audio_path);
-    features = std::move(*computed);
-  }
-  report.audio_ms = ms_since(t_audio);
-  const std::string features_name = o.features_path.empty() ? o.audio_path : o.features_path;
-  TR_ASSIGN_OR_RETURN(std::unique_ptr<FeatureWindows> windows,
-                      FeatureWindows::create(features, window_numel, features_name));
-  if (interrupted()) return Interrupted();
-
-  // The avatar, decoded into RAM.
-  t_load = Clock::now();
-  io::PackageOptions po;
-  po.crops_from = o.crops_from_video ? io::CropsFrom::kVideo : io::CropsFrom::kFullFrame;
-  po.decode.threads = o.decode_threads;
-  TR_ASSIGN_OR_RETURN(io::AvatarPackage pkg, io::open_package(o.package_dir, po));
-  // Checked here, where the file is known (the pipeline can only say "avatar"). All crops
-  // come from one video, so the first frame's size is every frame's.
-  if (!pkg.crop_frames.empty()) {
-    const int want = PrepSettings::for_size(fit.size).crop_size();
-    const cv::Mat& crop = pkg.crop_frames[0];
-    if (crop.cols != want || crop.rows != want) {
-      return BadInput(fmt::format("{}: face crops are {}x{}; the {}x{} generator {} needs {}x{}",
-                                  pkg.crops_video_path, crop.cols, crop.rows, fit.size, fit.size,
-                                  generator_path, want, want));
-    }
-  }
-  auto avatar = std::make_shared<AvatarFrames>();
-  avatar->full = std::move(pkg.frames);
-  avatar->crops = std::move(pkg.crop_frames);
-  for (const auto& r : pkg.rects) avatar->rects.push_back(r.to_cv());
-  load_ms += ms_since(t_load);
-  report.load_ms = load_ms;
   if (interrupted()) return Interrupted();
 
   // The output writer, aimed at a staging name when an existing output is to be replaced.
@@ -363,31 +459,33 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
     TR_ASSIGN_OR_RETURN(writer, io::create_image_sequence_writer(writer_path, io_opts));
   } else {
     io::Mp4Options mp4;
-    mp4.width = pkg.width;
-    mp4.height = pkg.height;
-    mp4.fps_num = pkg.fps_num;
-    mp4.fps_den = pkg.fps_den;
+    mp4.width = in.width;
+    mp4.height = in.height;
+    mp4.fps_num = in.fps_num;
+    mp4.fps_den = in.fps_den;
     mp4.crf = o.crf;
     mp4.preset = o.preset;
     mp4.audio_path = o.audio_path;
     TR_ASSIGN_OR_RETURN(writer, io::create_mp4_writer(writer_path, mp4));
   }
-  auto sink = std::make_shared<WriterSink>(std::move(writer), target, staged);
+  auto sink = make_writer_sink(std::move(writer), target, staged);
 
-  PipelineOptions po2;
-  po2.prep = PrepSettings::for_size(fit.size);
-  po2.order = o.order;
-  po2.start_frame = o.start_frame;
-  po2.frames = o.frames;
-  po2.audio_shape = fit.mode.shape;
-  po2.batch = o.batch;
-  po2.workers = o.workers;
+  PipelineOptions po = pipeline_options(in, o);
   auto bar = std::make_shared<ProgressBar>();
-  if (o.progress) po2.on_progress = [bar](int64_t d, int64_t t) { bar->update(d, t); };
-  TR_ASSIGN_OR_RETURN(
-      PipelineStats stats,
-      run_pipeline(avatar, std::move(windows),
-                   std::make_shared<SessionPredictor>(std::move(session)), sink, po2));
+  // Memory after each minute of video, recorded from the writer thread (read after the
+  // pipeline has joined it).
+  auto rss = std::make_shared<std::vector<RenderReport::RssPoint>>();
+  const int64_t frames_per_minute =
+      std::max<int64_t>(1, 60LL * in.fps_num / std::max(1, in.fps_den));
+  const bool show_progress = o.progress;
+  po.on_progress = [bar, rss, frames_per_minute, show_progress](int64_t d, int64_t t) {
+    if (show_progress) bar->update(d, t);
+    if (d % frames_per_minute == 0) {
+      rss->push_back({static_cast<int>(d / frames_per_minute), current_rss_mb(), peak_rss_mb()});
+    }
+  };
+  TR_ASSIGN_OR_RETURN(PipelineStats stats,
+                      run_pipeline(in.avatar, in.windows, std::move(predictor), sink, po));
 
   const double n = static_cast<double>(stats.frames);
   report.frames = stats.frames;
@@ -397,9 +495,14 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
   report.infer_ms_per_frame = stats.infer_ms / n;
   report.composite_ms_per_frame = stats.composite_ms / n;
   report.encode_ms_per_frame = stats.encode_ms / n;
+  report.wait_frames_ms_per_frame = stats.wait_frames_ms / n;
   report.batch = o.batch;
   report.workers = o.workers;
   report.threads = o.threads;
+  report.cache_mb = o.cache_mb;
+  report.frame_cache_mb = in.store->resident_bytes() / (1024.0 * 1024.0);
+  report.frames_decoded = in.store->frames_decoded();
+  report.rss_by_minute = *rss;
   report.peak_rss_mb = peak_rss_mb();
   return report;
 }

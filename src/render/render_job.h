@@ -6,8 +6,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
+#include "io/frame_store.h"
+#include "io/frame_writer.h"
 #include "nn/nn.h"
 #include "render/render.h"
 
@@ -28,6 +31,9 @@ struct RenderJobOptions {
   std::string audio_encoder_path;  // empty: <package>/models/audio_encoder.onnx
   std::string generator_path;      // empty: <package>/models/generator.onnx
   bool crops_from_video = false;   // crops_328_video.mp4 instead of crops of the full frame
+  // Avatar frame cache: 0 keeps every decoded frame in RAM (compact YUV, converted to BGR
+  // per use); N > 0 bounds it to N MiB, decoding on a thread ahead of the frame walk.
+  int64_t cache_mb = 0;
 
   // Output: a path ending in '/' or an existing directory is an image sequence.
   std::string out_path;
@@ -60,6 +66,16 @@ struct RenderReport {
   double composite_ms_per_frame = 0;  // summed over workers: CPU time per frame
   double encode_ms_per_frame = 0;     // time the writer thread spent in the sink
   double peak_rss_mb = 0;
+  double wait_frames_ms_per_frame = 0;  // inference waiting on the streaming frame cache
+  int64_t cache_mb = 0;                 // 0 = full cache
+  double frame_cache_mb = 0;            // bytes the frame cache held at the end
+  int64_t frames_decoded = 0;           // avatar frames decoded (restarts included)
+  // Resident and peak memory after each minute of output video (long renders).
+  struct RssPoint {
+    int minute = 0;
+    double rss_mb = 0, peak_rss_mb = 0;
+  };
+  std::vector<RssPoint> rss_by_minute;
   int batch = 0, workers = 0, threads = 0;
   int model_size = 0;
   std::string audio_mode;
@@ -77,5 +93,38 @@ Result<RenderReport> run_render_job(const RenderJobOptions& opts);
 
 // Peak resident set size of this process in MiB.
 double peak_rss_mb();
+// Current resident set size of this process in MiB.
+double current_rss_mb();
+
+// ---------------------------------------------------------------------------------------
+// The pieces of a render job, for callers that render the same inputs several times
+// (talkrender bench).
+
+// Everything a render reads, loaded and checked once.
+struct LoadedRender {
+  std::shared_ptr<const nn::Model> model;
+  std::string generator_path;
+  int model_size = 0;
+  AudioMode mode;
+  std::shared_ptr<AvatarFrames> avatar;
+  std::shared_ptr<io::FrameStore> store;  // behind avatar->source
+  std::shared_ptr<FeatureWindows> windows;
+  int width = 0, height = 0, fps_num = 25, fps_den = 1;
+  double load_ms = 0, audio_ms = 0;
+};
+// Loads the generator, the speech features and the package as run_render_job does
+// (o.out_path and the output flags are not used).
+Result<LoadedRender> load_render_inputs(const RenderJobOptions& o);
+
+// A Predictor running `model` on a new runtime session.
+Result<std::shared_ptr<Predictor>> make_predictor(std::shared_ptr<const nn::Model> model,
+                                                  nn::BackendKind backend, int threads);
+
+// A FrameSink over an io::FrameWriter writing `target` (staged: see run_render_job).
+std::shared_ptr<FrameSink> make_writer_sink(std::unique_ptr<io::FrameWriter> writer,
+                                            std::string target, std::string staged = "");
+
+// Pipeline options for a loaded render and the job's flags.
+PipelineOptions pipeline_options(const LoadedRender& in, const RenderJobOptions& o);
 
 }  // namespace tr::render

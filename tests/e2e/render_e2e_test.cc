@@ -213,14 +213,21 @@ TEST_F(RenderE2E, PngFramesMatchTheReference) {
 }
 
 // --batch 1, 3, 8 and --workers 1, 4 give byte-identical PNGs.
+// Also through the bounded streaming frame cache (--cache-mb 64: about 45 frames), whose
+// walk back from the ping-pong turn decodes again from the keyframe at 501.
 TEST_F(RenderE2E, SamePngsForEveryBatchAndWorkerCount) {
-  const std::vector<std::pair<int, int>> runs = {{1, 1}, {3, 4}, {8, 1}, {8, 4}};
+  struct Run {
+    int batch, workers, cache_mb;
+  };
+  const std::vector<Run> runs = {{1, 1, 0}, {3, 4, 0}, {8, 1, 0}, {8, 4, 0}, {3, 2, 64}};
   std::vector<std::vector<std::string>> contents;
-  for (auto [batch, workers] : runs) {
-    const fs::path out = work_ / ("b" + std::to_string(batch) + "w" + std::to_string(workers));
+  for (const Run& r : runs) {
+    const fs::path out = work_ / ("b" + std::to_string(r.batch) + "w" + std::to_string(r.workers) +
+                                  "c" + std::to_string(r.cache_mb));
     auto args = features_args(out.string() + "/");
-    args.insert(args.end(), {"--frames", "9", "--start-frame", "517", "--batch",
-                             std::to_string(batch), "--workers", std::to_string(workers)});
+    args.insert(args.end(),
+                {"--frames", "9", "--start-frame", "517", "--batch", std::to_string(r.batch),
+                 "--workers", std::to_string(r.workers), "--cache-mb", std::to_string(r.cache_mb)});
     std::string log;
     ASSERT_EQ(run(args, work_ / "render.log", &log), 0) << log;
     std::vector<std::string> files;
@@ -231,8 +238,9 @@ TEST_F(RenderE2E, SamePngsForEveryBatchAndWorkerCount) {
   for (size_t r = 1; r < runs.size(); ++r) {
     for (size_t i = 0; i < contents[0].size(); ++i) {
       EXPECT_TRUE(contents[r][i] == contents[0][i])
-          << "frame " << i << " differs between batch/workers " << runs[0].first << "/"
-          << runs[0].second << " and " << runs[r].first << "/" << runs[r].second;
+          << "frame " << i << " differs between batch/workers/cache " << runs[0].batch << "/"
+          << runs[0].workers << "/" << runs[0].cache_mb << " and " << runs[r].batch << "/"
+          << runs[r].workers << "/" << runs[r].cache_mb;
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -170,6 +171,67 @@ TEST(Pipeline, SameFramesInOrderForEveryBatchAndWorkerCount) {
         for (int64_t i = 0; i < n; ++i) {
           ASSERT_EQ(cv::norm(sink->frames[i], expect[i], cv::NORM_INF), 0) << "frame " << i;
         }
+      }
+    }
+  }
+}
+
+// A FrameSource like the streaming frame cache: frames come through acquire() (with
+// delays, checking the planned order) and to_bgr() (called from several threads).
+class FakeSource : public FrameSource {
+ public:
+  explicit FakeSource(std::vector<cv::Mat> frames) : frames_(std::move(frames)) {}
+  int count() const override { return static_cast<int>(frames_.size()); }
+  cv::Size size() const override { return frames_[0].size(); }
+  void plan(std::function<int(int64_t)> frame_for, int64_t total) override {
+    frame_for_ = std::move(frame_for);
+    total_ = total;
+  }
+  Result<std::shared_ptr<const void>> acquire(int64_t i, int k) override {
+    if (!frame_for_ || i >= total_ || frame_for_(i) != k || i != next_) {
+      return RuntimeError("fake source: request out of the planned order");
+    }
+    ++next_;
+    if (i % 3 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    acquired++;
+    return std::shared_ptr<const void>(std::make_shared<cv::Mat>(frames_[k].clone()));
+  }
+  Status to_bgr(const std::shared_ptr<const void>& frame, cv::Mat& out) const override {
+    static_cast<const cv::Mat*>(frame.get())->copyTo(out);
+    return Status::Ok();
+  }
+  std::atomic<int> acquired{0};
+
+ private:
+  std::vector<cv::Mat> frames_;
+  std::function<int(int64_t)> frame_for_;
+  int64_t total_ = 0, next_ = 0;
+};
+
+TEST(Pipeline, FrameSourceGivesTheSameFramesAsBgrFrames) {
+  auto bgr = make_avatar(6);
+  const int64_t n = 23;
+  const auto expect = serial_reference(*bgr, n, FrameOrder::kPingPong, 2);
+  for (int batch : {1, 3, 8}) {
+    for (int workers : {1, 4}) {
+      auto avatar = std::make_shared<AvatarFrames>();
+      auto source = std::make_shared<FakeSource>(bgr->full);
+      avatar->source = source;
+      avatar->rects = bgr->rects;
+      auto sink = std::make_shared<MemorySink>();
+      PipelineOptions o;
+      o.prep = small_settings();
+      o.start_frame = 2;
+      o.batch = batch;
+      o.workers = workers;
+      auto r = run_pipeline(avatar, std::make_shared<FakeAudio>(n),
+                            std::make_shared<FakePredictor>(), sink, o);
+      ASSERT_TRUE(r.ok()) << r.error().message;
+      SCOPED_TRACE(testing::Message() << "batch " << batch << " workers " << workers);
+      EXPECT_EQ(source->acquired.load(), n);
+      ASSERT_EQ(sink->frames.size(), static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_EQ(cv::norm(sink->frames[i], expect[i], cv::NORM_INF), 0) << "frame " << i;
       }
     }
   }

@@ -19,6 +19,15 @@
 // order, the oldest unwritten frame always holds one, so the pipeline cannot deadlock.
 // While batch b+1 is in inference, the workers composite batch b (max_in_flight >= 2B).
 //
+// Buffers, and who owns them: the inference thread owns the batch's input and audio
+// tensors and one BGR scratch frame (crops are cut from it), all reused batch after batch.
+// Crops and output frames cycle through the pools in State: a crop goes inference thread ->
+// Task -> worker -> free_crops; an output frame goes free_frames -> worker (converted from
+// the avatar frame, prediction pasted) -> done -> writer -> free_frames. So in steady state
+// nothing is allocated per frame except the predictor's output tensor. A buffer some other
+// owner still references (an image writer queueing frames) is dropped, not recycled.
+// Avatar frames from a FrameSource are held by their Task's handle until composited.
+//
 // Determinism: each frame's result depends only on its own inputs, never on which batch
 // or worker handled it, and the writer emits in index order.
 #include <fmt/format.h>
@@ -46,9 +55,11 @@ double ms_since(Clock::time_point t0) {
 struct Task {
   int64_t index = 0;
   int avatar = 0;
+  std::shared_ptr<const void> frame;  // the avatar frame from a FrameSource (else unused)
   cv::Mat crop;
-  Tensor predictions;  // [B, 3, S, S], shared by the batch's tasks
-  int row = 0;         // this frame's row in `predictions`
+  bool pooled_crop = false;  // `crop` is ours (not one of AvatarFrames::crops): recycle it
+  Tensor predictions;        // [B, 3, S, S], shared by the batch's tasks
+  int row = 0;               // this frame's row in `predictions`
 };
 
 // Everything the threads share; held by shared_ptr so that a detached inference thread
@@ -59,6 +70,9 @@ struct State {
   int64_t in_flight = 0;
   std::deque<Task> tasks;
   std::map<int64_t, cv::Mat> done;
+  // Recycled buffers: finished frames come back from the writer, crops from the workers.
+  // Only buffers nobody else references are recycled (a sink may keep a frame it queues).
+  std::vector<cv::Mat> free_frames, free_crops;
   bool stop = false;            // error or interrupt: every thread unwinds
   bool inference_done = false;  // the inference thread has returned
   bool writer_done = false;     // all frames written and the sink finished
@@ -79,6 +93,17 @@ struct State {
     std::lock_guard<std::mutex> lock(mu);
     fail_locked(std::move(e));
   }
+  // Requires mu held.
+  static cv::Mat take(std::vector<cv::Mat>& pool) {
+    if (pool.empty()) return cv::Mat();
+    cv::Mat m = std::move(pool.back());
+    pool.pop_back();
+    return m;
+  }
+  static void give_back(std::vector<cv::Mat>& pool, cv::Mat& m) {
+    if (m.u && m.u->refcount == 1) pool.push_back(std::move(m));
+    m.release();
+  }
 };
 
 void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrames> avatar,
@@ -88,32 +113,76 @@ void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrame
   const int S = ps.size;
   const int64_t input_numel = 6LL * S * S;
   const int64_t window_numel = audio->window_numel();
+  FrameSource* source = avatar->source.get();
+  const int n_avatar = avatar->count();
+  if (source) {
+    source->plan([n_avatar, order = opts.order, start = opts.start_frame](
+                     int64_t i) { return avatar_frame_for(i, n_avatar, order, start); },
+                 total);
+  }
+  // Owned by this thread and reused: the batch tensors (predict() is synchronous and the
+  // output is a new tensor) and the BGR scratch frame crops are cut from.
+  Tensor input, audio_in;
+  cv::Mat full_bgr;
   for (int64_t b0 = 0; b0 < total; b0 += opts.batch) {
     const int64_t nb = std::min<int64_t>(opts.batch, total - b0);
+    std::vector<cv::Mat> crops(nb);
     {
       std::unique_lock<std::mutex> lock(st->mu);
       st->cv.wait(lock, [&] { return st->stop || st->in_flight + nb <= max_in_flight; });
       if (st->stop) break;
       st->in_flight += nb;
+      if (avatar->crops.empty()) {
+        for (auto& c : crops) c = State::take(st->free_crops);
+      }
     }
     auto t_prep = Clock::now();
-    Tensor input = Tensor::f32({nb, 6, S, S});
-    Shape audio_shape = {nb};
-    audio_shape.insert(audio_shape.end(), opts.audio_shape.begin(), opts.audio_shape.end());
-    Tensor audio_in = Tensor::f32(audio_shape);
+    double wait_ms = 0;
+    if (input.shape().empty() || input.shape()[0] != nb) {
+      input = Tensor::f32({nb, 6, S, S});
+      Shape audio_shape = {nb};
+      audio_shape.insert(audio_shape.end(), opts.audio_shape.begin(), opts.audio_shape.end());
+      audio_in = Tensor::f32(audio_shape);
+    }
     std::vector<Task> batch(nb);
-    for (int64_t j = 0; j < nb; ++j) {
+    Status prep_status;
+    for (int64_t j = 0; j < nb && prep_status.ok(); ++j) {
       Task& t = batch[j];
       t.index = b0 + j;
-      t.avatar = avatar_frame_for(t.index, avatar->count(), opts.order, opts.start_frame);
+      t.avatar = avatar_frame_for(t.index, n_avatar, opts.order, opts.start_frame);
       t.row = static_cast<int>(j);
-      t.crop = avatar->crops.empty()
-                   ? make_crop(avatar->full[t.avatar], avatar->rects[t.avatar], ps)
-                   : avatar->crops[t.avatar];
+      if (source) {
+        auto t_wait = Clock::now();
+        auto frame = source->acquire(t.index, t.avatar);
+        wait_ms += ms_since(t_wait);
+        if (!frame.ok()) {
+          prep_status = frame.status();
+          break;
+        }
+        t.frame = std::move(*frame);
+      }
+      if (!avatar->crops.empty()) {
+        t.crop = avatar->crops[t.avatar];
+      } else {
+        const cv::Mat* full = &full_bgr;
+        if (source) {
+          prep_status = source->to_bgr(t.frame, full_bgr);
+          if (!prep_status.ok()) break;
+        } else {
+          full = &avatar->full[t.avatar];
+        }
+        t.crop = std::move(crops[j]);
+        make_crop(*full, avatar->rects[t.avatar], ps, &t.crop);
+        t.pooled_crop = true;
+      }
       fill_generator_input(t.crop, ps, input.data<float>() + j * input_numel);
       audio->window(t.index, audio_in.data<float>() + j * window_numel);
     }
-    const double prep_ms = ms_since(t_prep);
+    if (!prep_status.ok()) {
+      st->fail(prep_status.error());
+      break;
+    }
+    const double prep_ms = ms_since(t_prep) - wait_ms;
     auto t_infer = Clock::now();
     {
       std::lock_guard<std::mutex> lock(st->mu);
@@ -138,6 +207,7 @@ void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrame
     }
     std::lock_guard<std::mutex> lock(st->mu);
     st->stats.prep_ms += prep_ms;
+    st->stats.wait_frames_ms += wait_ms;
     st->stats.infer_ms += infer_ms;
     st->stats.batches += 1;
     if (st->stop) break;
@@ -154,8 +224,10 @@ void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrame
 
 void worker_loop(State* st, const AvatarFrames* avatar, const PrepSettings* ps) {
   const int64_t pred_numel = 3LL * ps->size * ps->size;
+  cv::Mat canvas;  // this worker's scratch for the crop with the prediction pasted in
   for (;;) {
     Task t;
+    cv::Mat frame;
     {
       std::unique_lock<std::mutex> lock(st->mu);
       st->cv.wait(lock, [&] { return st->stop || !st->tasks.empty() || st->inference_done; });
@@ -163,15 +235,27 @@ void worker_loop(State* st, const AvatarFrames* avatar, const PrepSettings* ps) 
       if (st->tasks.empty()) return;  // inference finished and nothing is left
       t = std::move(st->tasks.front());
       st->tasks.pop_front();
+      frame = State::take(st->free_frames);
     }
     auto t0 = Clock::now();
-    cv::Mat frame;
-    composite_frame(avatar->full[t.avatar], avatar->rects[t.avatar], t.crop,
-                    t.predictions.data<float>() + t.row * pred_numel, *ps, &frame);
+    if (avatar->source) {
+      Status s = avatar->source->to_bgr(t.frame, frame);
+      if (!s.ok()) {
+        st->fail(s.error());
+        return;
+      }
+    } else {
+      avatar->full[t.avatar].copyTo(frame);
+    }
+    paste_prediction(avatar->rects[t.avatar], t.crop,
+                     t.predictions.data<float>() + t.row * pred_numel, *ps, &canvas, &frame);
     const double dt = ms_since(t0);
     const int64_t index = t.index;
-    t = Task();  // drop the crop and the prediction share before taking the lock
+    const bool pooled_crop = t.pooled_crop;
+    cv::Mat crop = std::move(t.crop);
+    t = Task();  // drop the frame and the prediction share before taking the lock
     std::lock_guard<std::mutex> lock(st->mu);
+    if (pooled_crop) State::give_back(st->free_crops, crop);
     st->stats.composite_ms += dt;
     st->done.emplace(index, std::move(frame));
     st->cv.notify_all();
@@ -193,9 +277,9 @@ void writer_loop(State* st, FrameSink* sink, int64_t total,
     auto t0 = Clock::now();
     Status s = sink->write(i, frame);
     const double dt = ms_since(t0);
-    frame.release();
     {
       std::lock_guard<std::mutex> lock(st->mu);
+      State::give_back(st->free_frames, frame);
       if (!s.ok()) {
         st->fail_locked(s.error());
         return;

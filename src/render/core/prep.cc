@@ -66,9 +66,14 @@ Status check_rect(const cv::Rect& rect, const cv::Size& frame_size, int avatar_f
 
 cv::Mat make_crop(const cv::Mat& full_bgr, const cv::Rect& rect, const PrepSettings& s) {
   cv::Mat crop;
-  const int c = s.crop_size();
-  cv::resize(full_bgr(rect), crop, cv::Size(c, c), 0, 0, s.crop_interpolation);
+  make_crop(full_bgr, rect, s, &crop);
   return crop;
+}
+
+void make_crop(const cv::Mat& full_bgr, const cv::Rect& rect, const PrepSettings& s,
+               cv::Mat* crop) {
+  const int c = s.crop_size();
+  cv::resize(full_bgr(rect), *crop, cv::Size(c, c), 0, 0, s.crop_interpolation);
 }
 
 namespace {
@@ -104,11 +109,10 @@ void fill_generator_input(const cv::Mat& crop_bgr, const PrepSettings& s, float*
   }
 }
 
-cv::Mat prediction_to_image(const float* pred, int size) {
-  cv::Mat img(size, size, CV_8UC3);
+void write_prediction(const float* pred, int size, cv::Mat dst) {
   const size_t plane = static_cast<size_t>(size) * size;
   for (int y = 0; y < size; ++y) {
-    uint8_t* row = img.ptr<uint8_t>(y);
+    uint8_t* row = dst.ptr<uint8_t>(y);
     for (int x = 0; x < size; ++x) {
       const size_t o = static_cast<size_t>(y) * size + x;
       for (int c = 0; c < 3; ++c) {
@@ -119,35 +123,52 @@ cv::Mat prediction_to_image(const float* pred, int size) {
       }
     }
   }
+}
+
+cv::Mat prediction_to_image(const float* pred, int size) {
+  cv::Mat img(size, size, CV_8UC3);
+  write_prediction(pred, size, img);
   return img;
+}
+
+void paste_prediction(const cv::Rect& rect, const cv::Mat& crop_bgr, const float* pred,
+                      const PrepSettings& s, cv::Mat* canvas, cv::Mat* frame) {
+  crop_bgr.copyTo(*canvas);
+  write_prediction(pred, s.size, (*canvas)(cv::Rect(s.border, s.border, s.size, s.size)));
+  // Resizing straight into the frame's ROI: cv::resize keeps a destination that already
+  // has the right size and type, so this equals resize-then-copy without the copy.
+  cv::Mat roi = (*frame)(rect);
+  cv::resize(*canvas, roi, rect.size(), 0, 0, s.paste_interpolation);
 }
 
 void composite_frame(const cv::Mat& full_bgr, const cv::Rect& rect, const cv::Mat& crop_bgr,
                      const float* pred, const PrepSettings& s, cv::Mat* out) {
-  cv::Mat canvas = crop_bgr.clone();
-  prediction_to_image(pred, s.size).copyTo(canvas(cv::Rect(s.border, s.border, s.size, s.size)));
-  cv::Mat patch;
-  cv::resize(canvas, patch, rect.size(), 0, 0, s.paste_interpolation);
   full_bgr.copyTo(*out);
-  patch.copyTo((*out)(rect));
+  cv::Mat canvas;
+  paste_prediction(rect, crop_bgr, pred, s, &canvas, out);
 }
 
 Status validate_avatar(const AvatarFrames& a, const PrepSettings& s, const std::string& name) {
-  if (a.full.empty()) return BadInput(name + ": the avatar has no frames");
-  if (a.rects.size() != a.full.size()) {
-    return BadInput(
-        fmt::format("{}: {} frames but {} crop rectangles", name, a.full.size(), a.rects.size()));
+  const int n = a.count();
+  if (n == 0) return BadInput(name + ": the avatar has no frames");
+  if (a.rects.size() != static_cast<size_t>(n)) {
+    return BadInput(fmt::format("{}: {} frames but {} crop rectangles", name, n, a.rects.size()));
   }
-  if (!a.crops.empty() && a.crops.size() != a.full.size()) {
-    return BadInput(
-        fmt::format("{}: {} frames but {} face crops", name, a.full.size(), a.crops.size()));
+  if (!a.crops.empty() && a.crops.size() != static_cast<size_t>(n)) {
+    return BadInput(fmt::format("{}: {} frames but {} face crops", name, n, a.crops.size()));
   }
-  for (int k = 0; k < a.count(); ++k) {
-    const cv::Mat& f = a.full[k];
-    if (f.empty() || f.type() != CV_8UC3) {
-      return BadInput(fmt::format("{}: frame {} is empty or not 8-bit BGR", name, k));
+  for (int k = 0; k < n; ++k) {
+    cv::Size size;
+    if (a.source) {
+      size = a.source->size();
+    } else {
+      const cv::Mat& f = a.full[k];
+      if (f.empty() || f.type() != CV_8UC3) {
+        return BadInput(fmt::format("{}: frame {} is empty or not 8-bit BGR", name, k));
+      }
+      size = f.size();
     }
-    Status st = check_rect(a.rects[k], f.size(), k);
+    Status st = check_rect(a.rects[k], size, k);
     if (!st.ok()) return st.with_context(name);
     if (!a.crops.empty()) {
       const cv::Mat& c = a.crops[k];
