@@ -79,28 +79,30 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
 
 Tensor Tensor::zeros(DType dtype, Shape shape) {
   Tensor t(dtype, std::move(shape));
-  std::memset(t.raw(), 0, t.nbytes());
+  if (t.nbytes() > 0) std::memset(t.raw(), 0, t.nbytes());
   return t;
 }
 
 Tensor Tensor::f32(Shape shape, const std::vector<float>& values) {
   Tensor t(DType::kFloat32, std::move(shape));
   assert(static_cast<int64_t>(values.size()) == t.numel());
-  std::memcpy(t.raw(), values.data(), t.nbytes());
+  // An empty tensor (a zero dimension) has no buffer: memcpy must not see the null pointers.
+  if (t.nbytes() > 0) std::memcpy(t.raw(), values.data(), t.nbytes());
   return t;
 }
 
 Tensor Tensor::i64(Shape shape, const std::vector<int64_t>& values) {
   Tensor t(DType::kInt64, std::move(shape));
   assert(static_cast<int64_t>(values.size()) == t.numel());
-  std::memcpy(t.raw(), values.data(), t.nbytes());
+  // An empty tensor (a zero dimension) has no buffer: memcpy must not see the null pointers.
+  if (t.nbytes() > 0) std::memcpy(t.raw(), values.data(), t.nbytes());
   return t;
 }
 
 Tensor Tensor::clone() const {
   if (empty()) return Tensor();
   Tensor t(dtype_, shape_);
-  std::memcpy(t.raw(), raw(), nbytes());
+  if (nbytes() > 0) std::memcpy(t.raw(), raw(), nbytes());
   return t;
 }
 

@@ -28,7 +28,7 @@ struct Mp4Options {
   int fps_num = 25, fps_den = 1;  // use the package's fps
   int crf = 20;
   std::string preset = "veryfast";
-  int threads = 0;         // x264 threads; 0 = sized to the machine
+  int threads = 0;  // x264 threads; 0 = sized to the machine (1 on 1-2 cores, else x264 auto)
   std::string audio_path;  // any format FFmpeg reads; empty = no audio track
   int audio_bitrate = 128000;
 };

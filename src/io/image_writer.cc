@@ -49,13 +49,17 @@ class ImageSequenceWriter final : public FrameWriter {
     if (!fs::create_directories(tmp_dir_, ec) || ec)
       return RuntimeError(tmp_dir_ + ": cannot create directory: " + ec.message());
     created_ = true;
-    int workers = av::thread_count(0);
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { run(); });
     return Status::Ok();
   }
 
   Status write_frame(const cv::Mat& bgr) override {
     if (closed_) return RuntimeError(dir_ + ": write after finish/abort");
+    // The encoder threads start with the first frame, from the thread that pushes frames,
+    // so they inherit its scheduling priority (the render pipeline lowers its writer's).
+    if (threads_.empty()) {
+      const int workers = av::thread_count(0);
+      for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { run(); });
+    }
     if (bgr.empty() || bgr.type() != CV_8UC3)
       return BadInput(dir_ + ": frame " + std::to_string(frames_) + " is not 8-bit BGR");
     {

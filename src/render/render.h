@@ -177,6 +177,11 @@ struct PipelineOptions {
   // Frames alive at once (prepared, in inference, compositing or waiting to be written);
   // 0 picks 2 * batch + 2 * workers. Bounds memory and provides backpressure.
   int max_in_flight = 0;
+  // Nice increment for the compositing and writer threads (Linux, per thread). On a
+  // machine whose cores the generator fills, the helpers then run in the gaps the
+  // runtime leaves (barriers, single-threaded prep) instead of stalling both runtime
+  // threads at each barrier while they hold one core. 0 leaves priorities alone.
+  int helper_nice = 10;
   // Called from the writer thread after each frame written (progress display).
   std::function<void(int64_t done, int64_t total)> on_progress;
 };

@@ -31,6 +31,9 @@
 // Determinism: each frame's result depends only on its own inputs, never on which batch
 // or worker handled it, and the writer emits in index order.
 #include <fmt/format.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -105,6 +108,15 @@ struct State {
     m.release();
   }
 };
+
+// Linux keeps a nice value per thread; threads this one creates (encoder threads) inherit
+// it. Failure (e.g. a sandbox forbidding it) only costs speed, so it is ignored.
+void lower_this_thread_priority(int nice) {
+  if (nice <= 0) return;
+  const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  const int current = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), std::min(19, current + nice));
+}
 
 void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrames> avatar,
                     std::shared_ptr<const AudioWindows> audio, std::shared_ptr<Predictor> predictor,
@@ -222,7 +234,8 @@ void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrame
   st->cv.notify_all();
 }
 
-void worker_loop(State* st, const AvatarFrames* avatar, const PrepSettings* ps) {
+void worker_loop(State* st, const AvatarFrames* avatar, const PrepSettings* ps, int nice) {
+  lower_this_thread_priority(nice);
   const int64_t pred_numel = 3LL * ps->size * ps->size;
   cv::Mat canvas;  // this worker's scratch for the crop with the prediction pasted in
   for (;;) {
@@ -263,7 +276,8 @@ void worker_loop(State* st, const AvatarFrames* avatar, const PrepSettings* ps) 
 }
 
 void writer_loop(State* st, FrameSink* sink, int64_t total,
-                 const std::function<void(int64_t, int64_t)>* on_progress) {
+                 const std::function<void(int64_t, int64_t)>* on_progress, int nice) {
+  lower_this_thread_priority(nice);
   for (int64_t i = 0; i < total; ++i) {
     cv::Mat frame;
     {
@@ -339,10 +353,10 @@ Result<PipelineStats> run_pipeline(std::shared_ptr<const AvatarFrames> avatar,
 
   auto st = std::make_shared<State>();
   st->stats.frames = total;
-  std::thread writer(writer_loop, st.get(), sink.get(), total, &opts.on_progress);
+  std::thread writer(writer_loop, st.get(), sink.get(), total, &opts.on_progress, opts.helper_nice);
   std::vector<std::thread> workers;
   for (int w = 0; w < opts.workers; ++w) {
-    workers.emplace_back(worker_loop, st.get(), avatar.get(), &opts.prep);
+    workers.emplace_back(worker_loop, st.get(), avatar.get(), &opts.prep, opts.helper_nice);
   }
   std::thread inference(inference_loop, st, avatar, audio, predictor, opts, total, max_in_flight);
 
