@@ -7,6 +7,7 @@
 // batches of B) and the full pipeline (prep, inference, compositing on W workers, ordered
 // encoding to a temporary output that is deleted afterwards) on the same N frames.
 // Measuring the ceiling right before each row keeps the ratio honest on a noisy machine.
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -75,9 +76,14 @@ Result<double> time_command(const std::vector<std::string>& args) {
   argv.push_back(nullptr);
   const auto t0 = Clock::now();
   pid_t pid = 0;
-  if (posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
-    return RuntimeError(args[0] + ": cannot run");
-  }
+  // Its messages would interleave with the table; failure is reported by exit status.
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  const int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return RuntimeError(args[0] + ": cannot run");
   int status = 0;
   if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return RuntimeError(args[0] + " failed");
@@ -100,8 +106,8 @@ Status compare_load_with_ffmpeg(const std::string& package, int threads, int rou
     auto ff = time_command({"ffmpeg", "-nostdin", "-v", "error", "-threads",
                             std::to_string(threads), "-i", video, "-f", "null", "-"});
     if (!ff.ok()) {
-      std::fprintf(stderr, "bench: ffmpeg not available (%s); load comparison skipped\n",
-                   ff.error().message.c_str());
+      std::fprintf(stderr, "talkrender bench: %s on %s; package load comparison skipped\n",
+                   ff.error().message.c_str(), video.c_str());
       return Status::Ok();
     }
     ffmpeg.push_back(*ff);
@@ -222,15 +228,16 @@ int cmd_bench(int argc, char** argv) {
   o.backend = *be;
   o.frames = frames;
 
+  auto loaded = render::load_render_inputs(o);
+  if (!loaded.ok()) return fail(loaded.error());
+  const render::LoadedRender& in = *loaded;
+  // After loading, so that bad inputs are reported first.
   if (!no_ffmpeg && load_rounds > 0) {
     const int decode_threads =
         o.threads > 0 ? o.threads : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
     Status s = compare_load_with_ffmpeg(o.package_dir, decode_threads, load_rounds, json);
     if (!s.ok()) return fail(s.error());
   }
-  auto loaded = render::load_render_inputs(o);
-  if (!loaded.ok()) return fail(loaded.error());
-  const render::LoadedRender& in = *loaded;
   const int64_t n = std::min<int64_t>(frames, in.windows->frames());
   if (!json) {
     std::printf("model %s (%dx%d %s), %lld frames per row, output %s%s, threads %s, cache %s\n",
