@@ -4,15 +4,14 @@
 # pipeline tests, and a short seeded run of each fuzz target.
 #
 #   TALKRENDER_SKIP_SANITIZERS=1   skip the sanitizer and fuzz jobs (quick local runs)
-#   TALKRENDER_SANITIZERS_GATE=1   make a sanitizer/fuzz failure fail the run. The default
-#                                  is 0 (report loudly, don't gate) until the whole-tree gcc
-#                                  ASan job has had its first recorded green run (issue 6).
+#   TALKRENDER_SANITIZERS_GATE=0   report a sanitizer/fuzz failure without failing the run
+#                                  (default 1: a failure fails the run, as CI needs)
 #   TALKRENDER_CI_BUDGET_S=3300    a sanitizer job that would start after this many seconds
 #                                  is skipped with a message, so CI stays inside its limit
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
-GATE=${TALKRENDER_SANITIZERS_GATE:-0}
+GATE=${TALKRENDER_SANITIZERS_GATE:-1}
 BUDGET=${TALKRENDER_CI_BUDGET_S:-3300}
 START=$(date +%s)
 bash tools/install-deps.sh
