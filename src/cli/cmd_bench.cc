@@ -291,15 +291,7 @@ int cmd_bench(int argc, char** argv) {
         if (!writer.ok()) return fail(writer.error());
         sink = render::make_writer_sink(std::move(*writer), out.string());
       } else {
-        io::Mp4Options mp4;
-        mp4.width = in.width;
-        mp4.height = in.height;
-        mp4.fps_num = in.fps_num;
-        mp4.fps_den = in.fps_den;
-        mp4.crf = o.crf;
-        mp4.preset = o.preset;
-        mp4.audio_path = o.audio_path;
-        auto writer = io::create_mp4_writer(out.string() + ".mp4", mp4);
+        auto writer = io::create_mp4_writer(out.string() + ".mp4", render::mp4_options(in, o));
         if (!writer.ok()) return fail(writer.error());
         sink = render::make_writer_sink(std::move(*writer), out.string() + ".mp4");
       }

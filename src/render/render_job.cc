@@ -317,6 +317,18 @@ std::shared_ptr<FrameSink> make_writer_sink(std::unique_ptr<io::FrameWriter> wri
   return std::make_shared<WriterSink>(std::move(writer), std::move(target), std::move(staged));
 }
 
+io::Mp4Options mp4_options(const LoadedRender& in, const RenderJobOptions& o) {
+  io::Mp4Options mp4;
+  mp4.width = in.width;
+  mp4.height = in.height;
+  mp4.fps_num = in.fps_num;
+  mp4.fps_den = in.fps_den;
+  mp4.crf = o.crf;
+  mp4.preset = o.preset;
+  mp4.audio_path = o.audio_path;
+  return mp4;
+}
+
 PipelineOptions pipeline_options(const LoadedRender& in, const RenderJobOptions& o) {
   PipelineOptions po;
   po.prep = PrepSettings::for_size(in.model_size);
@@ -458,15 +470,7 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
     io_opts.format = o.image_format == "jpg" ? io::ImageFormat::kJpg : io::ImageFormat::kPng;
     TR_ASSIGN_OR_RETURN(writer, io::create_image_sequence_writer(writer_path, io_opts));
   } else {
-    io::Mp4Options mp4;
-    mp4.width = in.width;
-    mp4.height = in.height;
-    mp4.fps_num = in.fps_num;
-    mp4.fps_den = in.fps_den;
-    mp4.crf = o.crf;
-    mp4.preset = o.preset;
-    mp4.audio_path = o.audio_path;
-    TR_ASSIGN_OR_RETURN(writer, io::create_mp4_writer(writer_path, mp4));
+    TR_ASSIGN_OR_RETURN(writer, io::create_mp4_writer(writer_path, mp4_options(in, o)));
   }
   auto sink = make_writer_sink(std::move(writer), target, staged);
 

@@ -124,6 +124,10 @@ Result<std::shared_ptr<Predictor>> make_predictor(std::shared_ptr<const nn::Mode
 std::shared_ptr<FrameSink> make_writer_sink(std::unique_ptr<io::FrameWriter> writer,
                                             std::string target, std::string staged = "");
 
+// MP4 writer options for a loaded render: the package's size and rate, the job's x264
+// settings, and its audio file (if any) as the soundtrack.
+io::Mp4Options mp4_options(const LoadedRender& in, const RenderJobOptions& o);
+
 // Pipeline options for a loaded render and the job's flags.
 PipelineOptions pipeline_options(const LoadedRender& in, const RenderJobOptions& o);
 
