@@ -40,6 +40,15 @@ for t in "${TARGETS[@]}"; do
   artifacts="$BUILD/artifacts/$t/"
   mkdir -p "$work" "$artifacts"
   echo "--- $t: ${SECONDS_PER_TARGET} s"
+  # Inputs that once crashed a target are replayed first, one by one, so a fixed finding
+  # stays fixed whatever the random run explores this time.
+  regressions=(fuzz/regressions/"$t"-*)
+  if [ -e "${regressions[0]}" ] &&
+      ! "$BUILD/fuzz/$t" "${regressions[@]}" 2>"$BUILD/$t.regressions.log"; then
+    echo "FAIL $t: a recorded regression input crashes again: see $BUILD/$t.regressions.log" >&2
+    grep -m5 -E "ERROR|runtime error|SUMMARY|Running:" "$BUILD/$t.regressions.log" >&2 || true
+    status=1
+  fi
   # The working corpus first (new inputs are written there), the seeds second (read only).
   if ! "$BUILD/fuzz/$t" -seed=1 -max_total_time="$SECONDS_PER_TARGET" -timeout=25 \
       -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \

@@ -68,6 +68,12 @@ std::string shape_str(const Shape& s) {
 
 Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
   for (int64_t d : shape_) assert(d >= 0);
+  // A saturated element count (shape_numel) or a byte count past size_t cannot be allocated;
+  // without this check the wrapped size would allocate a small buffer and writes would run
+  // past it. Callers check shapes from files before getting here (infer_node).
+  if (numel() == INT64_MAX || static_cast<uint64_t>(numel()) > SIZE_MAX / 64 / dtype_size(dtype_)) {
+    throw std::bad_alloc();
+  }
   size_t bytes = nbytes();
   // Round up so aligned_alloc's size is a multiple of the alignment; never 0 bytes.
   size_t alloc = ((bytes + 63) / 64) * 64;

@@ -24,14 +24,40 @@ Result<Tensor> tensor_from_proto(const onnx::TensorProto& tp, const std::string&
   for (int64_t d : shape) {
     if (d < 0) return BadInput(where + ": tensor '" + tp.name() + "' has a negative dimension");
   }
-  Tensor t(*dtype, shape);
-  const size_t nbytes = t.nbytes();
-  const size_t count = static_cast<size_t>(t.numel());
+  // The payload's size is checked before anything is allocated: a corrupt header can claim
+  // terabytes, and the file's own payload is the bound on a legitimate tensor.
+  const int64_t numel = shape_numel(shape);
+  const size_t count = static_cast<size_t>(numel);
   auto size_error = [&](size_t got) {
     return BadInput(where + ": tensor '" + tp.name() + "' " + shape_str(shape) + " holds " +
                     std::to_string(got) + " values/bytes, expected " + std::to_string(count) +
                     " (file truncated or corrupt?)");
   };
+  size_t stored = 0;  // values (or bytes, for raw_data) the file holds for this tensor
+  if (tp.has_raw_data()) {
+    stored = tp.raw_data().size();
+  } else {
+    switch (*dtype) {
+      case DType::kFloat32:
+        stored = static_cast<size_t>(tp.float_data_size());
+        break;
+      case DType::kFloat64:
+        stored = static_cast<size_t>(tp.double_data_size());
+        break;
+      case DType::kInt64:
+        stored = static_cast<size_t>(tp.int64_data_size());
+        break;
+      default:
+        stored = static_cast<size_t>(tp.int32_data_size());
+        break;
+    }
+  }
+  const size_t elem = dtype_size(*dtype);
+  if (numel == INT64_MAX || count > stored || (tp.has_raw_data() && count * elem != stored)) {
+    return size_error(stored);
+  }
+  Tensor t(*dtype, shape);
+  const size_t nbytes = t.nbytes();
   if (tp.has_raw_data()) {
     if (tp.raw_data().size() != nbytes) return size_error(tp.raw_data().size());
     if (nbytes) std::memcpy(t.raw(), tp.raw_data().data(), nbytes);

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "nn/ref/ref_kernels.h"
 #include "test_util.h"
@@ -169,6 +170,23 @@ TEST(RefResize, NearestAsymmetricAndPytorchHalfPixel) {
                    {"coordinate_transformation_mode", std::string("pytorch_half_pixel")}});
   ASSERT_TRUE(p.ok()) << p.error().message;
   EXPECT_EQ(values((*p)[0]), (std::vector<float>{5}));
+}
+
+// Fuzz finding: a scale of 1e20 overflowed the int64 output size (undefined behaviour).
+// Hostile scales and sizes are rejected with a message instead.
+TEST(RefResize, RejectsOutputSizesBeyondInt) {
+  Tensor x = Tensor::f32({1, 1, 1, 2}, {5, 7});
+  for (float big : {1e20f, std::numeric_limits<float>::infinity(), 2e9f}) {
+    Tensor scales = Tensor::f32({4}, {1, 1, 1, big});
+    auto r = run_op(OpKind::kResize, {&x, nullptr, &scales}, {{"mode", std::string("nearest")}});
+    ASSERT_FALSE(r.ok()) << big;
+    EXPECT_NE(r.error().message.find("larger than"), std::string::npos) << r.error().message;
+  }
+  Tensor sizes = Tensor::i64({4}, {1, 1, 1, int64_t{1} << 40});
+  auto s =
+      run_op(OpKind::kResize, {&x, nullptr, nullptr, &sizes}, {{"mode", std::string("nearest")}});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("too large"), std::string::npos) << s.error().message;
 }
 
 TEST(RefPad, ConstantInputAndAttributeForms) {

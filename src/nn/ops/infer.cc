@@ -153,7 +153,9 @@ Outs infer_reshape(const Node& n, const std::vector<InputInfo>& in) {
     } else {
       out[i] = spec[i];
     }
-    known *= out[i];
+    if (__builtin_mul_overflow(known, out[i], &known)) {
+      return BadInput(n.describe() + ": shape " + shape_str(out) + " is too large");
+    }
   }
   const int64_t total = shape_numel(in[0].shape);
   if (infer_at >= 0) {
@@ -176,8 +178,9 @@ Outs infer_flatten(const Node& n, const std::vector<InputInfo>& in) {
   int64_t axis = n.attr_int("axis", 1);
   if (axis < 0) axis += rank;
   if (axis < 0 || axis > rank) return BadInput(n.describe() + ": axis out of range");
-  int64_t a = 1, b = 1;
-  for (int64_t i = 0; i < rank; ++i) (i < axis ? a : b) *= s[i];
+  // Saturating products (shape_numel): a zero elsewhere cannot hide an overflow here.
+  const int64_t a = shape_numel(Shape(s.begin(), s.begin() + axis));
+  const int64_t b = shape_numel(Shape(s.begin() + axis, s.end()));
   return one(in[0].dtype, {a, b});
 }
 
@@ -327,7 +330,22 @@ Outs infer_same(const Node& n, const std::vector<InputInfo>& in) {
 
 }  // namespace
 
-Result<std::vector<OutputInfo>> infer_node(const Node& n, const std::vector<InputInfo>& in) {
+namespace {
+
+// Largest dimension and element count a value may have: 2^36 floats = 256 GB, far beyond
+// any real model. With every dimension and every shape attribute bounded, the ops' shape
+// arithmetic (sums and products of a few such numbers) cannot overflow int64.
+constexpr int64_t kMaxDimension = int64_t{1} << 36;
+
+bool shape_in_range(const Shape& s) {
+  // Each dimension is bounded too (an empty tensor has numel 0 whatever its other
+  // dimensions are).
+  return shape_numel(s) <= kMaxDimension &&
+         std::all_of(s.begin(), s.end(), [](int64_t d) { return d >= 0 && d <= kMaxDimension; });
+}
+
+Result<std::vector<OutputInfo>> infer_node_unchecked(const Node& n,
+                                                     const std::vector<InputInfo>& in) {
   switch (n.op) {
     case OpKind::kConv:
     case OpKind::kFusedConv:
@@ -378,6 +396,21 @@ Result<std::vector<OutputInfo>> infer_node(const Node& n, const std::vector<Inpu
   return BadInput(n.describe() + ": no shape inference for this op");
 }
 
+}  // namespace
+
+Result<std::vector<OutputInfo>> infer_node(const Node& n, const std::vector<InputInfo>& in) {
+  TR_ASSIGN_OR_RETURN(auto outs, infer_node_unchecked(n, in));
+  // A malformed model can ask for absurd sizes (found by fuzzing): refuse them here, before
+  // anyone (infer_shapes, the reference kernels, constant folding) allocates them.
+  for (const OutputInfo& o : outs) {
+    if (!shape_in_range(o.shape)) {
+      return BadInput(n.describe() + ": output shape " + shape_str(o.shape) +
+                      " is negative or too large");
+    }
+  }
+  return outs;
+}
+
 namespace {
 // Values larger than this are not evaluated during inference: shape arithmetic is tiny,
 // and evaluating weight-sized sub-graphs is fold_constants' job.
@@ -392,6 +425,11 @@ Status infer_shapes(Graph& g) {
   for (ValueId v : g.inputs) {
     if (!g.values[v].shape_concrete()) {
       return BadInput(g.name + ": input '" + g.values[v].name + "' has no concrete shape");
+    }
+    const Shape& s = g.values[v].shape;
+    if (!shape_in_range(s)) {
+      return BadInput(g.name + ": input '" + g.values[v].name + "' has shape " + shape_str(s) +
+                      ", which is too large");
     }
   }
   for (const Node& n : g.nodes) {
@@ -421,14 +459,6 @@ Status infer_shapes(Graph& g) {
     }
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       if (n.outputs[o] == kNoId) continue;
-      // A malformed model can ask for absurd sizes (found by fuzzing): refuse them here,
-      // before anything is allocated. 2^36 floats = 256 GB, far beyond any real model.
-      const Shape& os = (*outs)[o].shape;
-      const bool negative = std::any_of(os.begin(), os.end(), [](int64_t d) { return d < 0; });
-      if (negative || shape_numel(os) > (int64_t(1) << 36)) {
-        return BadInput(g.name + ": " + n.describe() + ": output shape " + shape_str(os) +
-                        " is negative or too large");
-      }
       Value& val = g.values[n.outputs[o]];
       val.dtype = (*outs)[o].dtype;
       val.shape = (*outs)[o].shape;

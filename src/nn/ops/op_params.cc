@@ -6,6 +6,28 @@
 
 namespace tr::nn {
 
+namespace {
+// Largest resized dimension a model may ask for (2^31): far beyond any image, and small
+// enough that every later size computation stays inside int64.
+constexpr float kMaxResizedDim = 2147483648.f;
+
+// Bound on convolution attributes (kernel, stride, dilation, pads, group): 2^24 is beyond
+// any real layer, and with shapes bounded at 2^36 (infer_shapes) every size computed from
+// them stays far inside int64. A corrupt file can put any int64 in these fields.
+constexpr int64_t kMaxConvAttribute = int64_t{1} << 24;
+constexpr int64_t kMaxShapeAttribute = int64_t{1} << 36;
+
+Status check_range(const Node& n, const char* key, const std::vector<int64_t>& v, int64_t hi) {
+  for (int64_t x : v) {
+    if (x < -hi || x > hi) {
+      return BadInput(n.describe() + ": " + key + " value " + std::to_string(x) +
+                      " is out of range");
+    }
+  }
+  return Status::Ok();
+}
+}  // namespace
+
 std::vector<int64_t> tensor_to_i64(const Tensor& t) {
   std::vector<int64_t> out(static_cast<size_t>(t.numel()));
   switch (t.dtype()) {
@@ -59,6 +81,7 @@ Result<ConvParams> conv_params(const Node& n, const Shape& x, const Shape& w) {
   }
   p.out_c = w[0];
   p.group = n.attr_int("group", 1);
+  TR_RETURN_IF_ERROR(check_range(n, "group", {p.group}, kMaxConvAttribute));
   if (p.group < 1 || p.in_c % p.group != 0 || p.out_c % p.group != 0 || w[1] * p.group != p.in_c) {
     return BadInput(n.describe() + ": weight " + shape_str(w) + " and group " +
                     std::to_string(p.group) + " do not match input channels " +
@@ -66,6 +89,7 @@ Result<ConvParams> conv_params(const Node& n, const Shape& x, const Shape& w) {
   }
   auto spatial = [&](const char* key, int64_t def, std::vector<int64_t>& out) -> Status {
     auto v = n.attr_ints(key, std::vector<int64_t>(sr, def));
+    TR_RETURN_IF_ERROR(check_range(n, key, v, kMaxConvAttribute));
     if (v.size() != sr) {
       return BadInput(n.describe() + ": " + key + " must have " + std::to_string(sr) + " values");
     }
@@ -90,6 +114,7 @@ Result<ConvParams> conv_params(const Node& n, const Shape& x, const Shape& w) {
   const bool explicit_pads = auto_pad == "NOTSET" || auto_pad.empty();
   if (explicit_pads) {
     auto pads = n.attr_ints("pads", std::vector<int64_t>(2 * sr, 0));
+    TR_RETURN_IF_ERROR(check_range(n, "pads", pads, kMaxConvAttribute));
     if (pads.size() != 2 * sr) {
       return BadInput(n.describe() + ": pads must have " + std::to_string(2 * sr) + " values");
     }
@@ -164,7 +189,9 @@ float ResizeParams::source_coord(size_t dim, int64_t out_index) const {
 }
 
 int64_t ResizeParams::nearest_index(size_t dim, int64_t out_index) const {
-  float c = source_coord(dim, out_index);
+  // Clamped before rounding so that the conversion is defined for any coordinate (the
+  // index is clamped to the input anyway).
+  const float c = std::clamp(source_coord(dim, out_index), -1.f, static_cast<float>(in_shape[dim]));
   int64_t i = 0;
   switch (nearest) {
     case NearestRounding::kRoundPreferFloor:
@@ -246,6 +273,9 @@ Result<ResizeParams> resize_params(const Node& n, const Shape& x, const Tensor* 
     }
     for (size_t d = 0; d < rank; ++d) {
       if (s[d] < 1) return BadInput(n.describe() + ": sizes must be positive");
+      if (s[d] >= static_cast<int64_t>(kMaxResizedDim)) {
+        return BadInput(n.describe() + ": size " + std::to_string(s[d]) + " is too large");
+      }
       p.out_shape[d] = s[d];
       p.scales[d] = static_cast<float>(s[d]) / static_cast<float>(x[d]);
       p.resized_len[d] = static_cast<float>(s[d]);
@@ -259,7 +289,15 @@ Result<ResizeParams> resize_params(const Node& n, const Shape& x, const Tensor* 
       if (!(s > 0.f)) return BadInput(n.describe() + ": scales must be positive");
       p.scales[d] = s;
       p.resized_len[d] = static_cast<float>(x[d]) * s;
-      p.out_shape[d] = static_cast<int64_t>(std::floor(static_cast<float>(x[d]) * s));
+      // Checked in floating point before the conversion: a huge scale (a corrupt or hostile
+      // model) would otherwise overflow int64, which is undefined behaviour.
+      const float len = std::floor(static_cast<float>(x[d]) * s);
+      if (!(len < kMaxResizedDim)) {
+        return BadInput(n.describe() + ": scale " + std::to_string(s) + " makes dimension " +
+                        std::to_string(d) + " larger than " +
+                        std::to_string(static_cast<int64_t>(kMaxResizedDim)));
+      }
+      p.out_shape[d] = static_cast<int64_t>(len);
       if (p.out_shape[d] < 1) return BadInput(n.describe() + ": output size would be 0");
     }
   } else {
@@ -328,7 +366,10 @@ Result<PadParams> pad_params(const Node& n, const Shape& x, const Tensor* pads,
   }
   p.out_shape.resize(rank);
   for (size_t d = 0; d < rank; ++d) {
-    p.out_shape[d] = x[d] + p.pads[d] + p.pads[d + rank];
+    if (__builtin_add_overflow(x[d], p.pads[d], &p.out_shape[d]) ||
+        __builtin_add_overflow(p.out_shape[d], p.pads[d + rank], &p.out_shape[d])) {
+      return BadInput(n.describe() + ": pads overflow the dimension size");
+    }
     if (p.out_shape[d] < 0) return BadInput(n.describe() + ": pads make a negative size");
     if (p.mode != PadMode::kConstant && p.out_shape[d] > 0 && x[d] == 0) {
       return BadInput(n.describe() + ": " + mode + " padding of an empty dimension");
@@ -360,6 +401,7 @@ Result<ConvTransposeParams> conv_transpose_params(const Node& n, const Shape& x,
   p.in_h = x[2];
   p.in_w = x[3];
   p.group = n.attr_int("group", 1);
+  TR_RETURN_IF_ERROR(check_range(n, "group", {p.group}, kMaxConvAttribute));
   p.kernel_h = w[2];
   p.kernel_w = w[3];
   if (p.group < 1 || w[0] != p.in_c || p.in_c % p.group != 0) {
@@ -370,6 +412,7 @@ Result<ConvTransposeParams> conv_transpose_params(const Node& n, const Shape& x,
   p.out_c = w[1] * p.group;
   auto two = [&](const char* key, int64_t def, std::vector<int64_t>& out) -> Status {
     out = n.attr_ints(key, {def, def});
+    TR_RETURN_IF_ERROR(check_range(n, key, out, kMaxConvAttribute));
     if (out.size() != 2) return BadInput(n.describe() + ": " + key + " must have 2 values");
     return Status::Ok();
   };
@@ -397,6 +440,7 @@ Result<ConvTransposeParams> conv_transpose_params(const Node& n, const Shape& x,
   const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
   if (n.has_attr("output_shape") || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
     std::vector<int64_t> os = n.attr_ints("output_shape");
+    TR_RETURN_IF_ERROR(check_range(n, "output_shape", os, kMaxShapeAttribute));
     if (os.size() > 2) os.erase(os.begin(), os.end() - 2);
     if (os.empty()) os = {p.in_h * p.stride_h, p.in_w * p.stride_w};
     if (os.size() != 2) return BadInput(n.describe() + ": output_shape must have 2 values");
@@ -412,6 +456,7 @@ Result<ConvTransposeParams> conv_transpose_params(const Node& n, const Shape& x,
     auto pads = n.attr_ints("pads", {0, 0, 0, 0});
     if (auto_pad == "VALID") pads = {0, 0, 0, 0};
     if (pads.size() != 4) return BadInput(n.describe() + ": pads must have 4 values");
+    TR_RETURN_IF_ERROR(check_range(n, "pads", pads, kMaxConvAttribute));
     for (int64_t v : pads) {
       if (v < 0) return BadInput(n.describe() + ": negative pads");
     }
@@ -461,8 +506,11 @@ Result<SliceParams> slice_params(const Node& n, const Shape& x, const Tensor& st
     if (seen[axis]) return BadInput(n.describe() + ": repeated axis");
     seen[axis] = true;
     const int64_t dim = x[axis];
-    const int64_t step = steps[i];
-    if (step == 0) return BadInput(n.describe() + ": step 0");
+    if (steps[i] == 0) return BadInput(n.describe() + ": step 0");
+    // A step longer than the axis takes one element, like the axis' own length does; clamping
+    // it keeps the arithmetic below inside int64 for any value a file holds.
+    const int64_t longest = std::max<int64_t>(dim, 1);
+    const int64_t step = std::clamp<int64_t>(steps[i], -longest, longest);
     int64_t s = starts[i], e = ends[i];
     if (s < 0) s += dim;
     if (e < 0) e += dim;

@@ -1,9 +1,15 @@
 #include <algorithm>
 
+#include "nn/ops/infer.h"
 #include "nn/passes/passes.h"
 #include "nn/ref/ref_kernels.h"
 
 namespace tr::nn {
+
+namespace {
+// Largest output (elements) folded from smaller inputs: 1M values, 4 MB of float.
+constexpr int64_t kMaxAmplifiedFold = int64_t{1} << 20;
+}  // namespace
 
 Result<int> fold_constants(Graph& g) {
   int folded = 0;
@@ -21,6 +27,27 @@ Result<int> fold_constants(Graph& g) {
           return v != kNoId && std::find(g.inputs.begin(), g.inputs.end(), v) != g.inputs.end();
         })) {
       continue;
+    }
+    // Check: a node that amplifies its inputs (ConstantOfShape, Expand, Tile of a small
+    // constant) is left to the runtime when its output would be large. Folding it would only
+    // grow the model in memory, and a corrupt file could ask for gigabytes here (fuzzing).
+    if (all_constant) {
+      std::vector<InputInfo> info(n.inputs.size());
+      int64_t input_elements = 0;
+      for (size_t i = 0; i < n.inputs.size(); ++i) {
+        if (n.inputs[i] == kNoId) continue;
+        const Tensor& t = g.values[n.inputs[i]].constant;
+        info[i] = {true, t.dtype(), t.shape(), &t};
+        input_elements = std::max(input_elements, t.numel());
+      }
+      auto shapes = infer_node(n, info);
+      if (!shapes.ok())
+        return BadInput(g.name + ": while folding constants: " + shapes.error().message);
+      if (std::any_of(shapes->begin(), shapes->end(), [&](const OutputInfo& o) {
+            return shape_numel(o.shape) > std::max(input_elements, kMaxAmplifiedFold);
+          })) {
+        continue;
+      }
     }
     // Rewrite: evaluate and turn the outputs into constants.
     std::vector<Tensor> outs;

@@ -43,7 +43,10 @@ DimTaps cubic_taps(const ResizeParams& p, size_t dim) {
   const int64_t in_len = p.in_shape[dim];
   const double a = p.cubic_a;
   for (int64_t o = 0; o < p.out_shape[dim]; ++o) {
-    const double c = p.source_coord(dim, o);
+    // Clamped to a few samples outside the input (taps there are clamped or excluded anyway)
+    // so that the integer conversion is defined for any coordinate.
+    const double c = std::clamp(static_cast<double>(p.source_coord(dim, o)), -4.0,
+                                static_cast<double>(in_len) + 4.0);
     int64_t base = static_cast<int64_t>(std::floor(c));
     double t = c - static_cast<double>(base);
     // An exact sample point uses ratio 1 with the taps shifted left (as the reference does).
