@@ -51,9 +51,10 @@ int cmd_render(int argc, char** argv) {
       ->check(CLI::IsMember({"pingpong", "loop"}));
   app.add_option("--start-frame", o.start_frame, "start the frame walk at position K (default 0)");
   app.add_option("--frames", o.frames, "render only the first N frames");
-  app.add_option(
-      "--batch", o.batch,
-      "frames per inference batch (default " + std::to_string(render::kDefaultBatch) + ")");
+  app.add_option("--batch", o.batch,
+                 "frames per inference batch (default " + std::to_string(render::kDefaultCpuBatch) +
+                     " on cpu: same speed, least memory; " +
+                     std::to_string(render::kDefaultCudaBatch) + " on cuda)");
   app.add_option("--threads", o.threads, "runtime threads (default 0 = one per core)");
   app.add_option("--workers", o.workers, "compositing threads (default 2)");
   app.add_option("--cache-mb", o.cache_mb,

@@ -1,5 +1,8 @@
 // talkrender: speech audio + avatar package -> lip-synced talking-head video.
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <cstdio>
 #include <cstdlib>
@@ -55,6 +58,15 @@ int main(int argc, char** argv) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     execv("/proc/self/exe", argv);  // returns only on failure: then go on as we are
   }
+#ifdef __GLIBC__
+  // Buffers of 128 KiB and more (weights, frames, tensors) are mapped on their own and go
+  // back to the system when freed. glibc's default raises this threshold each time such a
+  // block is freed, after which large blocks come from the heap, where freed ones stay
+  // resident: the weights the runtime lets go after compiling, the decoder's frames. Fixed,
+  // a 60-frame render peaked 58 MiB lower (547 -> 490 MiB). The cost, a few page faults
+  // per large allocation, is nothing next to a frame's inference.
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
     usage(argc < 2 ? stderr : stdout);

@@ -68,6 +68,12 @@ struct SessionOptions {
   BackendKind backend = BackendKind::kCpu;
   int threads = 0;                            // 0 = one per core
   Precision precision = Precision::kFloat16;  // cuda only
+  // Drop the session's reference to the model's weights once the first plan is compiled
+  // (the backend keeps its own copy in the layout it needs): a long render then holds the
+  // weights once, not twice. The session cannot compile another plan afterwards, so this
+  // is for callers that run one set of input shapes; memory is freed only if the caller
+  // drops its Model too.
+  bool release_weights = false;
 };
 
 using NamedTensor = std::pair<std::string, Tensor>;
@@ -81,8 +87,6 @@ class Session {
   // Runs the model. Inputs by name, float32; any batch size. Returns the outputs in the
   // model's output order. The first run at a new set of input shapes compiles a plan.
   Result<std::vector<Tensor>> run(const std::vector<NamedTensor>& inputs);
-
-  const Model& model() const;
 
   struct Impl;
   explicit Session(std::unique_ptr<Impl> impl);

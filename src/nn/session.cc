@@ -47,7 +47,14 @@ struct PlanKey {
 }  // namespace
 
 struct Session::Impl {
-  std::shared_ptr<const Model> model;
+  // What run() needs of the model, copied so that the Model itself need not outlive us.
+  std::string name;
+  std::vector<TensorInfo> inputs;
+  bool optimize = true;
+  // The graph plans are compiled from: shares the model's tensors (no copy of the weights);
+  // emptied after the first compile with SessionOptions::release_weights.
+  Graph graph;
+  bool weights_released = false;
   SessionOptions opts;
   std::unique_ptr<Backend> backend;
   std::vector<bool> shape_operand;  // per graph input: feeds shape computation
@@ -56,13 +63,15 @@ struct Session::Impl {
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Session::~Session() = default;
-const Model& Session::model() const { return *impl_->model; }
 
 Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> model,
                                                  const SessionOptions& opts) {
   if (!model) return BadInput("Session::create: no model");
   auto impl = std::make_unique<Impl>();
-  impl->model = std::move(model);
+  impl->name = model->name();
+  impl->inputs = model->inputs();
+  impl->optimize = model->load_options().optimize;
+  impl->graph = model->graph();
   impl->opts = opts;
   switch (opts.backend) {
     case BackendKind::kReference:
@@ -89,14 +98,14 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
   if (!impl->backend)
     return RuntimeError("backend '" + std::string(backend_name(opts.backend)) +
                         "' is not available");
-  impl->shape_operand = shape_operand_inputs(impl->model->graph());
+  impl->shape_operand = shape_operand_inputs(impl->graph);
   return std::make_unique<Session>(std::move(impl));
 }
 
 Result<std::vector<Tensor>> Session::run(const std::vector<NamedTensor>& inputs) {
-  const Model& m = *impl_->model;
-  const Graph& mg = m.graph();
-  const auto& infos = m.inputs();
+  const Impl& m = *impl_;
+  const Graph& mg = m.graph;
+  const auto& infos = m.inputs;
   // Order the inputs as the graph expects, checking names, types and ranks.
   std::vector<Tensor> ordered(infos.size());
   std::vector<bool> given(infos.size(), false);
@@ -106,29 +115,29 @@ Result<std::vector<Tensor>> Session::run(const std::vector<NamedTensor>& inputs)
     if (i == infos.size()) {
       std::string names;
       for (const auto& info : infos) names += (names.empty() ? "" : ", ") + info.name;
-      return BadInput(m.name() + ": the model has no input '" + name + "' (inputs: " + names + ")");
+      return BadInput(m.name + ": the model has no input '" + name + "' (inputs: " + names + ")");
     }
-    if (given[i]) return BadInput(m.name() + ": input '" + name + "' given twice");
+    if (given[i]) return BadInput(m.name + ": input '" + name + "' given twice");
     given[i] = true;
     const Value& val = mg.values[mg.inputs[i]];
     if (t.empty() || t.dtype() != val.dtype) {
-      return BadInput(m.name() + ": input '" + name + "' must be " + dtype_name(val.dtype) +
+      return BadInput(m.name + ": input '" + name + "' must be " + dtype_name(val.dtype) +
                       ", got " + (t.empty() ? "nothing" : dtype_name(t.dtype())));
     }
     const Shape& want = infos[i].shape;
     bool fits = t.rank() == want.size();
     for (size_t d = 0; fits && d < want.size(); ++d) fits = want[d] < 0 || want[d] == t.dim(d);
     if (!fits) {
-      return BadInput(m.name() + ": input '" + name + "' has shape " + shape_str(t.shape()) +
+      return BadInput(m.name + ": input '" + name + "' has shape " + shape_str(t.shape()) +
                       ", the model expects " + shape_str(want) + " (-1: any)");
     }
     for (int64_t d : t.shape()) {
-      if (d == 0) return BadInput(m.name() + ": input '" + name + "' is empty");
+      if (d == 0) return BadInput(m.name + ": input '" + name + "' is empty");
     }
     ordered[i] = t;
   }
   for (size_t i = 0; i < infos.size(); ++i) {
-    if (!given[i]) return BadInput(m.name() + ": input '" + infos[i].name + "' is missing");
+    if (!given[i]) return BadInput(m.name + ": input '" + infos[i].name + "' is missing");
   }
   PlanKey key;
   std::vector<bool> baked(ordered.size(), false);
@@ -142,6 +151,12 @@ Result<std::vector<Tensor>> Session::run(const std::vector<NamedTensor>& inputs)
     }
   }
   auto it = impl_->plans.find(key);
+  if (it == impl_->plans.end() && impl_->weights_released) {
+    return BadInput(m.name +
+                    ": this session released its weights after its first plan "
+                    "(SessionOptions::release_weights) and cannot run other input shapes (" +
+                    shape_str(key.shapes[0]) + ")");
+  }
   if (it == impl_->plans.end()) {
     // Compile a plan for this shape set on a copy (weights are shared, not copied).
     Graph g = mg;
@@ -160,7 +175,7 @@ Result<std::vector<Tensor>> Session::run(const std::vector<NamedTensor>& inputs)
     g.inputs = runtime_inputs;
     auto st = infer_shapes(g);
     if (!st.ok()) return BadInput(st.error().message);
-    if (m.load_options().optimize) {
+    if (m.optimize) {
       st = optimize_for_shapes(g);
       if (!st.ok()) return BadInput(st.error().message);
     }
@@ -168,6 +183,11 @@ Result<std::vector<Tensor>> Session::run(const std::vector<NamedTensor>& inputs)
     // Bound the cache: a caller cycling through many shapes must not grow memory forever.
     if (impl_->plans.size() >= kMaxCachedPlans) impl_->plans.clear();
     it = impl_->plans.emplace(key, std::make_pair(std::move(exe), baked)).first;
+    if (impl_->opts.release_weights) {
+      // Input and output descriptions stay (run() checks against them); the tensors go.
+      for (Value& v : impl_->graph.values) v.constant = Tensor();
+      impl_->weights_released = true;
+    }
   }
   std::vector<Tensor> runtime;
   for (size_t i = 0; i < ordered.size(); ++i) {

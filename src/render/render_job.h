@@ -16,11 +16,17 @@
 
 namespace tr::render {
 
-// The batch size used when --batch is not given: the best measured on the development
-// machine (2-core AMD EPYC Zen 3, AVX2, 2 threads, gen320-ave, `talkrender infer-bench
-// --batch 1,2,4,8`, two rounds on 2026-11-27): batch 2 gave 124.6 / 110.0 ms/frame, against
-// 146.0 / 112.0 (b1), 125.3 / 130.2 (b4) and 153.7 / 123.8 (b8).
-inline constexpr int kDefaultBatch = 2;
+// The batch size used when --batch is not given (0 = this default), per backend.
+// cpu: 1. On the development machine (2-core AMD EPYC Zen 3, AVX2, 2 threads, gen320-ave,
+// `talkrender infer-bench --batch 1,2,4 --runs 8`, three rounds on 2026-11-27) the batch
+// size does not change the speed beyond the machine's noise: b1 110.0 / 116.2 / 105.3,
+// b2 137.5 / 113.2 / 110.2, b4 103.7 / 101.7 / 105.6 ms/frame. Each extra sample costs
+// ~79 MB of activations at 320 (the runtime's arena), so the smallest batch wins on memory
+// (full render with --cache-mb 256: peak 666 MiB at batch 2, 577 at batch 1).
+// cuda: 4, the seed study's choice: a GPU needs several frames per call to fill up.
+inline constexpr int kDefaultCpuBatch = 1;
+inline constexpr int kDefaultCudaBatch = 4;
+int default_batch(nn::BackendKind backend);
 
 struct RenderJobOptions {
   std::string package_dir;
@@ -46,7 +52,7 @@ struct RenderJobOptions {
   int64_t start_frame = 0;
   int64_t frames = -1;  // -1: every frame the audio asks for (rows of P)
 
-  int batch = kDefaultBatch;
+  int batch = 0;  // 0: default_batch(backend)
   int workers = 2;
   int threads = 0;  // runtime threads, 0 = one per core
   nn::BackendKind backend = nn::BackendKind::kCpu;
@@ -116,9 +122,12 @@ struct LoadedRender {
 // (o.out_path and the output flags are not used).
 Result<LoadedRender> load_render_inputs(const RenderJobOptions& o);
 
-// A Predictor running `model` on a new runtime session.
+// A Predictor running `model` on a new runtime session. With `release_weights` the session
+// lets go of the model's weights after compiling (nn::SessionOptions::release_weights): for
+// a render, which runs one batch shape and drops its Model afterwards.
 Result<std::shared_ptr<Predictor>> make_predictor(std::shared_ptr<const nn::Model> model,
-                                                  nn::BackendKind backend, int threads);
+                                                  nn::BackendKind backend, int threads,
+                                                  bool release_weights = false);
 
 // A FrameSink over an io::FrameWriter writing `target` (staged: see run_render_job).
 std::shared_ptr<FrameSink> make_writer_sink(std::unique_ptr<io::FrameWriter> writer,

@@ -91,6 +91,37 @@ TEST(Session, BatchedRunEqualsPerSampleRuns) {
   }
 }
 
+// release_weights: the session drops its reference to the model's weights after the first
+// plan; with the caller's Model gone too, the plan still runs (the cpu backend holds its own
+// reordered copy: under ASan a dangling reference would fail here), and a new input shape,
+// which would need the weights, is refused with a message.
+TEST(Session, ReleasedWeightsKeepThePlanRunningAndRefuseNewShapes) {
+  for (BackendKind kind : {BackendKind::kReference, BackendKind::kCpu}) {
+    SCOPED_TRACE(backend_name(kind));
+    auto keep = Model::load_from_bytes(make_onnx(block_spec()), "block.onnx");
+    auto drop = Model::load_from_bytes(make_onnx(block_spec()), "block.onnx");
+    ASSERT_TRUE(keep.ok() && drop.ok());
+    SessionOptions so;
+    so.backend = kind;
+    so.threads = 1;
+    auto ref = Session::create(*keep, so);
+    so.release_weights = true;
+    auto s = Session::create(std::move(*drop), so);
+    ASSERT_TRUE(ref.ok() && s.ok());
+    for (uint32_t seed : {11u, 12u}) {
+      Tensor x = random_tensor({2, 2, 4, 4}, seed);
+      auto a = (*ref)->run({{"input", x}});
+      auto b = (*s)->run({{"input", x}});
+      ASSERT_TRUE(a.ok() && b.ok()) << (b.ok() ? "" : b.error().message);
+      EXPECT_EQ(max_abs_diff((*a)[0], (*b)[0]), 0.f);
+    }
+    auto other = (*s)->run({{"input", random_tensor({3, 2, 4, 4}, 13)}});
+    ASSERT_FALSE(other.ok());
+    EXPECT_NE(other.error().message.find("released its weights"), std::string::npos)
+        << other.error().message;
+  }
+}
+
 TEST(Session, ValidatesInputs) {
   auto m = Model::load_from_bytes(make_onnx(block_spec()), "block.onnx");
   ASSERT_TRUE(m.ok());

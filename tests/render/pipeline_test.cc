@@ -67,6 +67,10 @@ class FakePredictor : public Predictor {
       return RuntimeError("fake predictor: bad input shapes");
     }
     calls++;
+    {
+      std::lock_guard<std::mutex> lock(seen_mu);
+      batch_sizes.push_back(B);
+    }
     const int64_t an = audio.numel() / B;
     Tensor out = Tensor::f32({B, 3, kS, kS});
     for (int64_t b = 0; b < B; ++b) {
@@ -85,6 +89,8 @@ class FakePredictor : public Predictor {
     return out;
   }
   std::atomic<int> calls{0};
+  std::mutex seen_mu;
+  std::vector<int64_t> batch_sizes;  // per call, in call order
 
  private:
   int max_delay_ms_, fixed_delay_ms_;
@@ -156,11 +162,14 @@ TEST(Pipeline, SameFramesInOrderForEveryBatchAndWorkerCount) {
           EXPECT_EQ(total, n);
           last_progress = done;
         };
-        auto r = run_pipeline(avatar, std::make_shared<FakeAudio>(n),
-                              std::make_shared<FakePredictor>(), sink, o);
+        auto predictor = std::make_shared<FakePredictor>();
+        auto r = run_pipeline(avatar, std::make_shared<FakeAudio>(n), predictor, sink, o);
         ASSERT_TRUE(r.ok()) << r.error().message;
         SCOPED_TRACE(testing::Message() << "batch " << batch << " workers " << workers
                                         << " max_in_flight " << max_in_flight);
+        // The short last batch is padded: the runtime sees one batch shape (one plan).
+        EXPECT_EQ(predictor->batch_sizes,
+                  std::vector<int64_t>(static_cast<size_t>((n + batch - 1) / batch), batch));
         EXPECT_EQ(r->frames, n);
         EXPECT_EQ(r->batches, (n + batch - 1) / batch);
         EXPECT_FALSE(sink->out_of_order);

@@ -267,6 +267,13 @@ int Compiler::need_blocked(ValueId v) {
 
 int Compiler::need_plain(ValueId v) {
   if (plain_of_[v] >= 0) return plain_of_[v];
+  // Constants get a plain slot (a reference to the graph's tensor) only when a step reads
+  // them as NCHW: weights that are only reordered into a primitive's layout stay out of the
+  // executable, so the graph's copy can be freed once nothing else holds it.
+  if (g_.values[v].is_constant()) {
+    plain_of_[v] = new_plain(g_.values[v].constant);
+    return plain_of_[v];
+  }
   const int store = store_of_[v];
   const int slot = new_plain(Tensor::f32(shape(v)));
   plain_of_[v] = slot;
@@ -782,8 +789,6 @@ Status Compiler::compile() {
     plain_of_[v] = new_plain();
     ex_.inputs_.push_back({plain_of_[v], shape(v), g_.values[v].dtype});
   }
-  for (ValueId v = 0; v < static_cast<ValueId>(nv); ++v)
-    if (g_.values[v].is_constant()) plain_of_[v] = new_plain(g_.values[v].constant);
 
   // Resize outputs that only a channel-Concat reads are written into the Concat's buffer.
   if (!std::getenv("TR_CPU_NO_CONCAT_INPLACE")) {
@@ -831,7 +836,8 @@ Status Compiler::compile() {
       CpuExecutable::OutputSlot o;
       o.shape = shape(v);
       if (plain_of_[v] >= 0 || store_of_[v] < 0) {
-        o.plain_slot = plain_of_[v];
+        // A graph output that is a constant gets its (lazy) plain slot here.
+        o.plain_slot = g_.values[v].is_constant() ? need_plain(v) : plain_of_[v];
       } else {
         o.store = store_of_[v];
         touch(o.store, cur_step());

@@ -150,11 +150,16 @@ void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrame
     }
     auto t_prep = Clock::now();
     double wait_ms = 0;
-    if (input.shape().empty() || input.shape()[0] != nb) {
-      input = Tensor::f32({nb, 6, S, S});
-      Shape audio_shape = {nb};
+    // Always a full batch: a short last batch keeps the previous batch's (or, for a render
+    // shorter than one batch, zero) inputs in its spare rows and their outputs are ignored.
+    // Every sample's output is independent of the others (the generators are per-sample
+    // convolutional networks), and one batch shape means one compiled plan, so the runtime
+    // never builds a second plan (with its own activation memory) for the tail.
+    if (input.shape().empty()) {
+      input = Tensor::zeros(DType::kFloat32, {opts.batch, 6, S, S});
+      Shape audio_shape = {opts.batch};
       audio_shape.insert(audio_shape.end(), opts.audio_shape.begin(), opts.audio_shape.end());
-      audio_in = Tensor::f32(audio_shape);
+      audio_in = Tensor::zeros(DType::kFloat32, audio_shape);
     }
     std::vector<Task> batch(nb);
     Status prep_status;
@@ -210,11 +215,10 @@ void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrame
       break;
     }
     const Tensor& pred = out.value();
-    if (pred.dtype() != DType::kFloat32 || pred.shape() != Shape{nb, 3, S, S}) {
-      st->fail(RuntimeError(
-          fmt::format("the generator returned {} {} for a batch of {}; "
-                      "expected float32 [{}, 3, {}, {}]",
-                      dtype_name(pred.dtype()), shape_str(pred.shape()), nb, nb, S, S)));
+    if (pred.dtype() != DType::kFloat32 || pred.shape() != Shape{opts.batch, 3, S, S}) {
+      st->fail(RuntimeError(fmt::format(
+          "the generator returned {} {} for a batch of {}; expected float32 [{}, 3, {}, {}]",
+          dtype_name(pred.dtype()), shape_str(pred.shape()), opts.batch, opts.batch, S, S)));
       break;
     }
     std::lock_guard<std::mutex> lock(st->mu);
