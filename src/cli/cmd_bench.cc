@@ -171,6 +171,7 @@ int cmd_bench(int argc, char** argv) {
   std::string batches_arg = "1,2,4,8", workers_arg = "1,2,4", out_format = "mp4", backend = "cpu";
   int64_t frames = 100;
   int load_rounds = 3;
+  int rounds = 3;
   bool json = false, no_ffmpeg = false;
   CLI::App app{
       "Measure the render pipeline's frames per second over batch sizes and worker counts, "
@@ -188,7 +189,13 @@ int cmd_bench(int argc, char** argv) {
   app.add_option("--batches", batches_arg, "batch sizes to measure")->capture_default_str();
   app.add_option("--workers", workers_arg, "compositing worker counts to measure")
       ->capture_default_str();
-  app.add_option("--frames", frames, "frames rendered per row")->capture_default_str();
+  app.add_option("--frames", frames,
+                 "frames rendered per measurement (rounded down to a multiple of the batch)")
+      ->capture_default_str();
+  app.add_option("--rounds", rounds,
+                 "measurements per row, ceiling and pipeline alternating; the row reports the "
+                 "median of each (a shared machine's speed drifts between runs)")
+      ->capture_default_str();
   app.add_option("--out-format", out_format,
                  "what each row writes: mp4 (H.264, deleted after), jpg (image sequence, "
                  "deleted after) or none")
@@ -222,6 +229,7 @@ int cmd_bench(int argc, char** argv) {
   auto workers = parse_list("--workers", workers_arg);
   if (!workers.ok()) return fail(workers.error());
   if (frames < 1) return fail(BadInput("--frames must be >= 1"));
+  if (rounds < 1) return fail(BadInput("--rounds must be >= 1"));
   if (o.threads < 0) return fail(BadInput("--threads must be >= 0"));
   auto be = nn::parse_backend(backend);
   if (!be.ok()) return fail(be.error());
@@ -240,12 +248,14 @@ int cmd_bench(int argc, char** argv) {
   }
   const int64_t n = std::min<int64_t>(frames, in.windows->frames());
   if (!json) {
-    std::printf("model %s (%dx%d %s), %lld frames per row, output %s%s, threads %s, cache %s\n",
-                in.generator_path.c_str(), in.model_size, in.model_size, in.mode.name,
-                static_cast<long long>(n), out_format.c_str(),
-                out_format == "mp4" ? (" (preset " + o.preset + ")").c_str() : "",
-                o.threads ? std::to_string(o.threads).c_str() : "auto",
-                o.cache_mb ? (std::to_string(o.cache_mb) + " MiB").c_str() : "all frames");
+    std::printf(
+        "model %s (%dx%d %s), %lld frames per measurement, median of %d rounds, output %s%s, "
+        "threads %s, cache %s\n",
+        in.generator_path.c_str(), in.model_size, in.model_size, in.mode.name,
+        static_cast<long long>(n), rounds, out_format.c_str(),
+        out_format == "mp4" ? (" (preset " + o.preset + ")").c_str() : "",
+        o.threads ? std::to_string(o.threads).c_str() : "auto",
+        o.cache_mb ? (std::to_string(o.cache_mb) + " MiB").c_str() : "all frames");
     std::printf("%5s %7s %8s %10s %14s %11s %12s %7s\n", "batch", "workers", "fps", "infer ms/f",
                 "composite ms/f", "encode ms/f", "ceiling fps", "ratio");
     std::fflush(stdout);
@@ -266,51 +276,63 @@ int cmd_bench(int argc, char** argv) {
   for (int b : *batches) {
     auto predictor = render::make_predictor(in.model, o.backend, o.threads);
     if (!predictor.ok()) return fail(predictor.error());
-    // Warm-up: compiles the plans for this batch and for the last, partial batch.
-    for (int warm : {b, static_cast<int>(n % b)}) {
-      if (warm == 0) continue;
-      auto w = ceiling_fps(**predictor, in, warm, warm);
-      if (!w.ok()) return fail(w.error());
-    }
+    // Whole batches only, in both measurements: the pipeline pads a short last batch, which
+    // would charge it for frames it does not count.
+    const int64_t row_frames = std::max<int64_t>(b, n - n % b);
+    // Warm-up: compiles the plan for this batch.
+    if (auto w = ceiling_fps(**predictor, in, b, b); !w.ok()) return fail(w.error());
     for (int w : *workers) {
       Row row;
       row.batch = b;
       row.workers = w;
-      auto ceiling = ceiling_fps(**predictor, in, b, n);
-      if (!ceiling.ok()) return fail(ceiling.error());
-      row.ceiling_fps = *ceiling;
+      std::vector<double> ceilings;
+      std::vector<Row> runs;
+      for (int round = 0; round < rounds; ++round) {
+        auto ceiling = ceiling_fps(**predictor, in, b, row_frames);
+        if (!ceiling.ok()) return fail(ceiling.error());
+        ceilings.push_back(*ceiling);
 
-      std::shared_ptr<render::FrameSink> sink;
-      const fs::path out = tmp_root / ("b" + std::to_string(b) + "w" + std::to_string(w));
-      if (out_format == "none") {
-        sink = std::make_shared<NullSink>();
-      } else if (out_format == "jpg") {
-        io::ImageSequenceOptions io_opts;
-        io_opts.format = io::ImageFormat::kJpg;
-        auto writer = io::create_image_sequence_writer(out.string(), io_opts);
-        if (!writer.ok()) return fail(writer.error());
-        sink = render::make_writer_sink(std::move(*writer), out.string());
-      } else {
-        auto writer = io::create_mp4_writer(out.string() + ".mp4", render::mp4_options(in, o));
-        if (!writer.ok()) return fail(writer.error());
-        sink = render::make_writer_sink(std::move(*writer), out.string() + ".mp4");
+        std::shared_ptr<render::FrameSink> sink;
+        const fs::path out = tmp_root / ("b" + std::to_string(b) + "w" + std::to_string(w));
+        if (out_format == "none") {
+          sink = std::make_shared<NullSink>();
+        } else if (out_format == "jpg") {
+          io::ImageSequenceOptions io_opts;
+          io_opts.format = io::ImageFormat::kJpg;
+          auto writer = io::create_image_sequence_writer(out.string(), io_opts);
+          if (!writer.ok()) return fail(writer.error());
+          sink = render::make_writer_sink(std::move(*writer), out.string());
+        } else {
+          auto writer = io::create_mp4_writer(out.string() + ".mp4", render::mp4_options(in, o));
+          if (!writer.ok()) return fail(writer.error());
+          sink = render::make_writer_sink(std::move(*writer), out.string() + ".mp4");
+        }
+        render::RenderJobOptions ro = o;
+        ro.batch = b;
+        ro.workers = w;
+        ro.frames = row_frames;
+        render::PipelineOptions po = render::pipeline_options(in, ro);
+        auto stats = render::run_pipeline(in.avatar, in.windows, *predictor, sink, po);
+        if (!stats.ok()) return fail(stats.error());
+        fs::remove_all(out, ec);
+        fs::remove(out.string() + ".mp4", ec);
+        const double f = static_cast<double>(stats->frames);
+        Row run = row;
+        run.frames = stats->frames;
+        run.fps = stats->run_s > 0 ? f / stats->run_s : 0;
+        run.prep_ms = stats->prep_ms / f;
+        run.infer_ms = stats->infer_ms / f;
+        run.composite_ms = stats->composite_ms / f;
+        run.encode_ms = stats->encode_ms / f;
+        run.wait_ms = stats->wait_frames_ms / f;
+        runs.push_back(run);
       }
-      render::RenderJobOptions ro = o;
-      ro.batch = b;
-      ro.workers = w;
-      render::PipelineOptions po = render::pipeline_options(in, ro);
-      auto stats = render::run_pipeline(in.avatar, in.windows, *predictor, sink, po);
-      if (!stats.ok()) return fail(stats.error());
-      fs::remove_all(out, ec);
-      fs::remove(out.string() + ".mp4", ec);
-      const double f = static_cast<double>(stats->frames);
-      row.frames = stats->frames;
-      row.fps = stats->run_s > 0 ? f / stats->run_s : 0;
-      row.prep_ms = stats->prep_ms / f;
-      row.infer_ms = stats->infer_ms / f;
-      row.composite_ms = stats->composite_ms / f;
-      row.encode_ms = stats->encode_ms / f;
-      row.wait_ms = stats->wait_frames_ms / f;
+      // The median run (by fps) gives the row's figures; the ceiling is its own median.
+      std::sort(runs.begin(), runs.end(),
+                [](const Row& a, const Row& b2) { return a.fps < b2.fps; });
+      std::sort(ceilings.begin(), ceilings.end());
+      row = runs[runs.size() / 2];
+      row.ceiling_fps = ceilings[ceilings.size() / 2];
       row.peak_rss_mb = render::peak_rss_mb();
       const double ratio = row.ceiling_fps > 0 ? row.fps / row.ceiling_fps : 0;
       if (json) {
@@ -328,6 +350,7 @@ int cmd_bench(int argc, char** argv) {
                             {"out_format", out_format},
                             {"threads", o.threads},
                             {"cache_mb", o.cache_mb},
+                            {"rounds", rounds},
                             {"peak_rss_mb", row.peak_rss_mb}};
         std::printf("%s\n", j.dump().c_str());
       } else {

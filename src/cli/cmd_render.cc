@@ -45,7 +45,9 @@ int cmd_render(int argc, char** argv) {
   app.add_option("--format", o.image_format, "image sequence format: png (default) or jpg")
       ->check(CLI::IsMember({"png", "jpg"}));
   app.add_option("--crf", o.crf, "H.264 quality (x264 CRF, default 20)")->check(CLI::Range(0, 51));
-  app.add_option("--preset", o.preset, "x264 preset (default veryfast)");
+  app.add_option("--preset", o.preset,
+                 std::string("x264 preset (default ") + io::kDefaultX264Preset +
+                     ": a quarter less encoder CPU than veryfast, twice its bytes)");
   app.add_flag("--overwrite", o.overwrite, "replace an existing output");
   app.add_option("--order", order, "avatar frame order: pingpong (default) or loop")
       ->check(CLI::IsMember({"pingpong", "loop"}));

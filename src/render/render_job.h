@@ -45,7 +45,7 @@ struct RenderJobOptions {
   std::string out_path;
   std::string image_format = "png";  // png | jpg
   int crf = 20;
-  std::string preset = "veryfast";
+  std::string preset = io::kDefaultX264Preset;
   bool overwrite = false;
 
   FrameOrder order = FrameOrder::kPingPong;

@@ -559,6 +559,33 @@ def _(e, d):
                 names=[], problem='', out=None, check=check)
 
 
+@case('features', 'bench_json_rows')
+def _(e, d):
+    # Control case for `talkrender bench --json`: one line per batch x workers row with the
+    # keys other checks read, and a ratio that is fps over the ceiling.
+    keys = ['batch', 'workers', 'fps', 'infer_ms', 'composite_ms', 'encode_ms', 'ceiling_fps',
+            'ratio']
+
+    def check(res):
+        rows = [json.loads(line) for line in res.stdout_text.splitlines()
+                if line.startswith('{')]
+        got = [(r.get('batch'), r.get('workers')) for r in rows]
+        if got != [(1, 1), (1, 2), (2, 1), (2, 2)]:
+            return 'bench rows %s, expected batch x workers 1,2 x 1,2' % got
+        for r in rows:
+            missing = [k for k in keys if k not in r]
+            if missing:
+                return 'bench row %s lacks %s' % (r, missing)
+            if not (r['fps'] > 0 and r['ceiling_fps'] > 0 and
+                    abs(r['ratio'] - r['fps'] / r['ceiling_fps']) < 1e-6 * r['ratio'] + 1e-9):
+                return 'bench row %s: fps, ceiling and ratio disagree' % r
+        return None
+    args = ['bench', '--package', e.base_pkg, '--generator', e.tiny, '--features',
+            e.features(d), '--batches', '1,2', '--workers', '1,2', '--frames', '4',
+            '--rounds', '2', '--out-format', 'jpg', '--no-ffmpeg', '--json']
+    return dict(args=args, rc=0, names=[], problem='', out=None, check=check)
+
+
 @case('features', 'bin_size_not_multiple_of_512')
 def _(e, d):
     def make(p):
@@ -929,6 +956,7 @@ def check_case(spec, d, verbose):
         return ['timed out after %d s' % CASE_TIMEOUT_S], ''
     if 'signal' in spec:
         stop_s = time.time() - t_sig
+    proc.stdout_text = so.decode('utf-8', 'replace')  # for the cases' check callables
     wall = time.time() - t0
     msg = (so + se).decode('utf-8', 'replace')
     errors = []
