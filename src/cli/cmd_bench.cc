@@ -330,9 +330,8 @@ int cmd_bench(int argc, char** argv) {
       // The median run (by fps) gives the row's figures; the ceiling is its own median.
       std::sort(runs.begin(), runs.end(),
                 [](const Row& a, const Row& b2) { return a.fps < b2.fps; });
-      std::sort(ceilings.begin(), ceilings.end());
       row = runs[runs.size() / 2];
-      row.ceiling_fps = ceilings[ceilings.size() / 2];
+      row.ceiling_fps = median(ceilings);
       row.peak_rss_mb = render::peak_rss_mb();
       const double ratio = row.ceiling_fps > 0 ? row.fps / row.ceiling_fps : 0;
       if (json) {

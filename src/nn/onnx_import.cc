@@ -53,42 +53,34 @@ Result<Tensor> tensor_from_proto(const onnx::TensorProto& tp, const std::string&
     }
   }
   const size_t elem = dtype_size(*dtype);
-  if (numel == INT64_MAX || count > stored || (tp.has_raw_data() && count * elem != stored)) {
+  // Exact: values for the typed fields, bytes for raw_data (count <= stored keeps the
+  // product in range).
+  if (numel == INT64_MAX || count > stored ||
+      stored != (tp.has_raw_data() ? count * elem : count)) {
     return size_error(stored);
   }
   Tensor t(*dtype, shape);
   const size_t nbytes = t.nbytes();
   if (tp.has_raw_data()) {
-    if (tp.raw_data().size() != nbytes) return size_error(tp.raw_data().size());
     if (nbytes) std::memcpy(t.raw(), tp.raw_data().data(), nbytes);
     return t;
   }
   switch (*dtype) {
     case DType::kFloat32:
-      if (static_cast<size_t>(tp.float_data_size()) != count)
-        return size_error(tp.float_data_size());
       if (count) std::memcpy(t.raw(), tp.float_data().data(), nbytes);
       break;
     case DType::kFloat64:
-      if (static_cast<size_t>(tp.double_data_size()) != count)
-        return size_error(tp.double_data_size());
       if (count) std::memcpy(t.raw(), tp.double_data().data(), nbytes);
       break;
     case DType::kInt64:
-      if (static_cast<size_t>(tp.int64_data_size()) != count)
-        return size_error(tp.int64_data_size());
       if (count) std::memcpy(t.raw(), tp.int64_data().data(), nbytes);
       break;
     case DType::kInt32:
-      if (static_cast<size_t>(tp.int32_data_size()) != count)
-        return size_error(tp.int32_data_size());
       if (count) std::memcpy(t.raw(), tp.int32_data().data(), nbytes);
       break;
     case DType::kUint8:
     case DType::kBool:
       // Stored widened in int32_data.
-      if (static_cast<size_t>(tp.int32_data_size()) != count)
-        return size_error(tp.int32_data_size());
       for (size_t i = 0; i < count; ++i)
         t.data<uint8_t>()[i] = static_cast<uint8_t>(tp.int32_data(i));
       break;
