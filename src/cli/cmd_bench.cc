@@ -6,8 +6,14 @@
 // for each worker count W, side by side: the ceiling (predict() alone on N frames in
 // batches of B) and the full pipeline (prep, inference, compositing on W workers, ordered
 // encoding to a temporary output that is deleted afterwards) on the same N frames.
-// Measuring the ceiling right before each row keeps the ratio honest on a noisy machine.
+// Each of R rounds measures one pair, ceiling and pipeline back to back, in alternating order
+// (ceiling first in even rounds, pipeline first in odd ones, so a steady drift of the
+// machine's speed favours neither). The row is the round whose ratio is the median: its fps
+// and ceiling_fps are one measured pair, and ratio = fps / ceiling_fps. On a shared VM the
+// speed moves by a third within minutes; a ratio taken from two adjacent runs cancels most
+// of that, where medians of fps and of ceilings taken separately would mix rounds.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -171,7 +177,7 @@ int cmd_bench(int argc, char** argv) {
   std::string batches_arg = "1,2,4,8", workers_arg = "1,2,4", out_format = "mp4", backend = "cpu";
   int64_t frames = 100;
   int load_rounds = 3;
-  int rounds = 3;
+  int rounds = 5;
   bool json = false, no_ffmpeg = false;
   CLI::App app{
       "Measure the render pipeline's frames per second over batch sizes and worker counts, "
@@ -193,15 +199,17 @@ int cmd_bench(int argc, char** argv) {
                  "frames rendered per measurement (rounded down to a multiple of the batch)")
       ->capture_default_str();
   app.add_option("--rounds", rounds,
-                 "measurements per row, ceiling and pipeline alternating; the row reports the "
-                 "median of each (a shared machine's speed drifts between runs)")
+                 "measured pairs per row (ceiling and pipeline back to back, order alternating); "
+                 "the row is the pair with the median ratio (a shared machine's speed drifts "
+                 "between runs)")
       ->capture_default_str();
   app.add_option("--out-format", out_format,
                  "what each row writes: mp4 (H.264, deleted after), jpg (image sequence, "
                  "deleted after) or none")
       ->check(CLI::IsMember({"mp4", "jpg", "none"}))
       ->capture_default_str();
-  app.add_option("--preset", o.preset, "x264 preset")->capture_default_str();
+  app.add_option("--preset", o.preset,
+                 "x264 preset (default: the render's, ultrafast on cpu, superfast on cuda)");
   app.add_option("--crf", o.crf, "x264 CRF")->capture_default_str();
   app.add_option("--threads", o.threads, "runtime threads (0 = one per core)")
       ->capture_default_str();
@@ -249,15 +257,17 @@ int cmd_bench(int argc, char** argv) {
   const int64_t n = std::min<int64_t>(frames, in.windows->frames());
   if (!json) {
     std::printf(
-        "model %s (%dx%d %s), %lld frames per measurement, median of %d rounds, output %s%s, "
+        "model %s (%dx%d %s), %lld frames per measurement, median-ratio pair of %d rounds, "
+        "output %s%s, "
         "threads %s, cache %s\n",
         in.generator_path.c_str(), in.model_size, in.model_size, in.mode.name,
         static_cast<long long>(n), rounds, out_format.c_str(),
-        out_format == "mp4" ? (" (preset " + o.preset + ")").c_str() : "",
+        out_format == "mp4" ? (" (preset " + render::mp4_options(in, o).preset + ")").c_str() : "",
         o.threads ? std::to_string(o.threads).c_str() : "auto",
         o.cache_mb ? (std::to_string(o.cache_mb) + " MiB").c_str() : "all frames");
-    std::printf("%5s %7s %8s %10s %14s %11s %12s %7s\n", "batch", "workers", "fps", "infer ms/f",
-                "composite ms/f", "encode ms/f", "ceiling fps", "ratio");
+    std::printf("%5s %7s %8s %10s %14s %11s %12s %7s  %s\n", "batch", "workers", "fps",
+                "infer ms/f", "composite ms/f", "encode ms/f", "ceiling fps", "ratio",
+                "ratio per round");
     std::fflush(stdout);
   }
   const fs::path tmp_root =
@@ -285,12 +295,16 @@ int cmd_bench(int argc, char** argv) {
       Row row;
       row.batch = b;
       row.workers = w;
-      std::vector<double> ceilings;
       std::vector<Row> runs;
       for (int round = 0; round < rounds; ++round) {
-        auto ceiling = ceiling_fps(**predictor, in, b, row_frames);
-        if (!ceiling.ok()) return fail(ceiling.error());
-        ceilings.push_back(*ceiling);
+        Row run = row;
+        auto measure_ceiling = [&]() -> Status {
+          TR_ASSIGN_OR_RETURN(run.ceiling_fps, ceiling_fps(**predictor, in, b, row_frames));
+          return Status::Ok();
+        };
+        if (round % 2 == 0) {
+          if (Status s = measure_ceiling(); !s.ok()) return fail(s.error());
+        }
 
         std::shared_ptr<render::FrameSink> sink;
         const fs::path out = tmp_root / ("b" + std::to_string(b) + "w" + std::to_string(w));
@@ -317,7 +331,6 @@ int cmd_bench(int argc, char** argv) {
         fs::remove_all(out, ec);
         fs::remove(out.string() + ".mp4", ec);
         const double f = static_cast<double>(stats->frames);
-        Row run = row;
         run.frames = stats->frames;
         run.fps = stats->run_s > 0 ? f / stats->run_s : 0;
         run.prep_ms = stats->prep_ms / f;
@@ -325,15 +338,21 @@ int cmd_bench(int argc, char** argv) {
         run.composite_ms = stats->composite_ms / f;
         run.encode_ms = stats->encode_ms / f;
         run.wait_ms = stats->wait_frames_ms / f;
+
+        if (round % 2 == 1) {
+          if (Status s = measure_ceiling(); !s.ok()) return fail(s.error());
+        }
         runs.push_back(run);
       }
-      // The median run (by fps) gives the row's figures; the ceiling is its own median.
+      // The round with the median ratio is the row (the upper middle one for even counts).
+      auto ratio_of = [](const Row& r) { return r.ceiling_fps > 0 ? r.fps / r.ceiling_fps : 0; };
+      std::vector<double> round_ratios;
+      for (const Row& r : runs) round_ratios.push_back(ratio_of(r));
       std::sort(runs.begin(), runs.end(),
-                [](const Row& a, const Row& b2) { return a.fps < b2.fps; });
+                [&](const Row& a, const Row& b2) { return ratio_of(a) < ratio_of(b2); });
       row = runs[runs.size() / 2];
-      row.ceiling_fps = median(ceilings);
       row.peak_rss_mb = render::peak_rss_mb();
-      const double ratio = row.ceiling_fps > 0 ? row.fps / row.ceiling_fps : 0;
+      const double ratio = ratio_of(row);
       if (json) {
         nlohmann::json j = {{"batch", row.batch},
                             {"workers", row.workers},
@@ -350,11 +369,15 @@ int cmd_bench(int argc, char** argv) {
                             {"threads", o.threads},
                             {"cache_mb", o.cache_mb},
                             {"rounds", rounds},
+                            {"round_ratios", round_ratios},
                             {"peak_rss_mb", row.peak_rss_mb}};
         std::printf("%s\n", j.dump().c_str());
       } else {
-        std::printf("%5d %7d %8.2f %10.1f %14.2f %11.2f %12.2f %7.3f\n", row.batch, row.workers,
-                    row.fps, row.infer_ms, row.composite_ms, row.encode_ms, row.ceiling_fps, ratio);
+        std::string spread;
+        for (double r : round_ratios) spread += fmt::format(" {:.2f}", r);
+        std::printf("%5d %7d %8.2f %10.1f %14.2f %11.2f %12.2f %7.3f  %s\n", row.batch, row.workers,
+                    row.fps, row.infer_ms, row.composite_ms, row.encode_ms, row.ceiling_fps, ratio,
+                    spread.c_str() + 1);
       }
       std::fflush(stdout);
     }

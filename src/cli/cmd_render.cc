@@ -46,8 +46,10 @@ int cmd_render(int argc, char** argv) {
       ->check(CLI::IsMember({"png", "jpg"}));
   app.add_option("--crf", o.crf, "H.264 quality (x264 CRF, default 20)")->check(CLI::Range(0, 51));
   app.add_option("--preset", o.preset,
-                 std::string("x264 preset (default ") + io::kDefaultX264Preset +
-                     ": a quarter less encoder CPU than veryfast, twice its bytes)");
+                 std::string("x264 preset (default ") + render::kDefaultCpuPreset +
+                     " on cpu, where the encoder's CPU comes off the frame rate; " +
+                     io::kDefaultX264Preset +
+                     " on cuda. superfast halves the bytes, veryfast halves them again)");
   app.add_flag("--overwrite", o.overwrite, "replace an existing output");
   app.add_option("--order", order, "avatar frame order: pingpong (default) or loop")
       ->check(CLI::IsMember({"pingpong", "loop"}));

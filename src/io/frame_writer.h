@@ -23,14 +23,19 @@ class FrameWriter {
   virtual int64_t frames_written() const = 0;
 };
 
-// The default x264 preset, by measurement (bench_x264_presets: 100 real 720p frames of the
-// sample package, crf 20, CPU ms per frame and bytes per frame, 2-core AMD EPYC Zen 3,
-// 2026-11-27): ultrafast 7.9 ms (18.6 KB), superfast 15.5 (9.3), veryfast 21.0 (4.4),
-// faster 29.1 (5.1), fast 41.2 (5.4), medium 41.7 (5.5). The encoder shares the cores with
-// the runtime, so its CPU time comes straight off the frame rate: superfast costs a quarter
-// less than veryfast for about 1.9 Mbit/s at 25 fps (veryfast: 0.9), still a small file
-// for 720p. ultrafast halves the CPU again but doubles the bytes and drops CABAC and the
-// deblocking filter. Users who want smaller files pass --preset veryfast (or slower).
+// x264 presets, measured (bench_x264_presets: 100 real 720p frames of the sample package,
+// crf 20, CPU ms per frame including the BGR -> YUV conversion, and bytes per frame, 2-core
+// AMD EPYC Zen 3, 2026-11-27): ultrafast 7.9 ms (18.6 KB), superfast 15.5 (9.3), veryfast
+// 21.0 (4.4), faster 29.1 (5.1), fast 41.2 (5.4), medium 41.7 (5.5). Re-measured with the
+// ffmpeg CLI on 200 raw frames, one thread, best of three (2026-11-28): ultrafast 5.2 ms,
+// superfast 11.8, veryfast 13.7 of x264 CPU per frame; 16.8 / 8.1 / 3.7 KB per frame.
+//
+// Which one is the default depends on who else needs the CPU, so the render layer picks it
+// (render::default_preset): when the generator runs on the CPU, the encoder's CPU time
+// comes straight off the frame rate, and ultrafast is the one that leaves the runtime the
+// most. This is the io layer's default, for callers whose CPU is otherwise idle: superfast,
+// half the bytes of ultrafast for twice its CPU, with CABAC and the deblocking filter
+// (ultrafast drops both).
 inline constexpr const char* kDefaultX264Preset = "superfast";
 
 struct Mp4Options {

@@ -175,12 +175,13 @@ struct PipelineOptions {
   int batch = 4;
   int workers = 2;  // compositing threads
   // Frames alive at once (prepared, in inference, compositing or waiting to be written);
-  // 0 picks 2 * batch + 2 * workers. Bounds memory and provides backpressure.
+  // 0 picks 3 * batch + 2 * workers (a batch in preparation, one in inference, one being
+  // composited). Bounds memory and provides backpressure.
   int max_in_flight = 0;
-  // Nice increment for the compositing and writer threads (Linux, per thread). On a
-  // machine whose cores the generator fills, the helpers then run in the gaps the
-  // runtime leaves (barriers, single-threaded prep) instead of stalling both runtime
-  // threads at each barrier while they hold one core. 0 leaves priorities alone.
+  // Nice increment for the prep, compositing and writer threads (Linux, per thread). On a
+  // machine whose cores the generator fills, the helpers then run mostly in the gaps the
+  // runtime leaves (barriers) instead of stalling both runtime threads at each barrier
+  // while they hold one core. 0 leaves priorities alone.
   int helper_nice = 10;
   // Called from the writer thread after each frame written (progress display).
   std::function<void(int64_t done, int64_t total)> on_progress;
@@ -189,11 +190,11 @@ struct PipelineOptions {
 struct PipelineStats {
   int64_t frames = 0;
   double run_s = 0;           // first inference started -> last frame written
-  double prep_ms = 0;         // total, inference thread
+  double prep_ms = 0;         // total, prep thread (crops and input tensors)
   double infer_ms = 0;        // total time inside Predictor::predict
   double composite_ms = 0;    // total over all workers
   double encode_ms = 0;       // total time inside FrameSink::write + finish
-  double wait_frames_ms = 0;  // inference thread waiting for avatar frames (streaming cache)
+  double wait_frames_ms = 0;  // prep thread waiting for avatar frames (streaming cache)
   int batches = 0;
 };
 

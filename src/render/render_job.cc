@@ -237,6 +237,7 @@ nlohmann::json RenderReport::to_json() const {
           {"model_size", model_size},
           {"audio_mode", audio_mode},
           {"backend", backend},
+          {"encoder", encoder},
           {"output", output}};
 }
 
@@ -245,10 +246,11 @@ std::string RenderReport::to_text() const {
       "rendered {} frames to {} in {:.2f} s: {:.2f} fps (first inference to last frame)\n"
       "  load {:.0f} ms, audio {:.0f} ms; per frame: prep {:.2f} ms, inference {:.2f} ms, "
       "composite {:.2f} ms, encode {:.2f} ms\n"
-      "  model {}x{} {} on {}, batch {}, workers {}, threads {}; peak RSS {:.0f} MiB\n",
+      "  model {}x{} {} on {}, batch {}, workers {}, threads {}{}; peak RSS {:.0f} MiB\n",
       frames, output, wall_s, fps, load_ms, audio_ms, prep_ms_per_frame, infer_ms_per_frame,
       composite_ms_per_frame, encode_ms_per_frame, model_size, model_size, audio_mode, backend,
-      batch, workers, threads == 0 ? std::string("auto") : std::to_string(threads), peak_rss_mb);
+      batch, workers, threads == 0 ? std::string("auto") : std::to_string(threads),
+      encoder.empty() ? "" : "; " + encoder, peak_rss_mb);
 }
 
 double current_rss_mb() {
@@ -307,6 +309,10 @@ int default_batch(nn::BackendKind backend) {
   return backend == nn::BackendKind::kCuda ? kDefaultCudaBatch : kDefaultCpuBatch;
 }
 
+const char* default_preset(nn::BackendKind backend) {
+  return backend == nn::BackendKind::kCuda ? io::kDefaultX264Preset : kDefaultCpuPreset;
+}
+
 Result<std::shared_ptr<Predictor>> make_predictor(std::shared_ptr<const nn::Model> model,
                                                   nn::BackendKind backend, int threads,
                                                   bool release_weights) {
@@ -330,7 +336,7 @@ io::Mp4Options mp4_options(const LoadedRender& in, const RenderJobOptions& o) {
   mp4.fps_num = in.fps_num;
   mp4.fps_den = in.fps_den;
   mp4.crf = o.crf;
-  mp4.preset = o.preset;
+  mp4.preset = o.preset.empty() ? default_preset(o.backend) : o.preset;
   mp4.audio_path = o.audio_path;
   return mp4;
 }
@@ -480,7 +486,9 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
     io_opts.format = o.image_format == "jpg" ? io::ImageFormat::kJpg : io::ImageFormat::kPng;
     TR_ASSIGN_OR_RETURN(writer, io::create_image_sequence_writer(writer_path, io_opts));
   } else {
-    TR_ASSIGN_OR_RETURN(writer, io::create_mp4_writer(writer_path, mp4_options(in, o)));
+    const io::Mp4Options mp4 = mp4_options(in, o);
+    report.encoder = fmt::format("x264 {} crf {}", mp4.preset, mp4.crf);
+    TR_ASSIGN_OR_RETURN(writer, io::create_mp4_writer(writer_path, mp4));
   }
   auto sink = make_writer_sink(std::move(writer), target, staged);
 

@@ -28,6 +28,17 @@ inline constexpr int kDefaultCpuBatch = 1;
 inline constexpr int kDefaultCudaBatch = 4;
 int default_batch(nn::BackendKind backend);
 
+// The x264 preset when --preset is not given.
+// cpu: ultrafast. The generator fills every core, so each millisecond of encoder CPU is a
+// millisecond less for inference. Measured with `talkrender bench` (gen320-ave, batch 4,
+// 2 workers, 96 frames, 5 rounds, same binary back to back, 2026-11-28): pipeline FPS as a
+// fraction of inference-only FPS 0.986 (rounds 0.91-1.04) with ultrafast, 0.895 (0.76-0.96)
+// with superfast. The cost is file size: about 3.4 Mbit/s at 720p25 against 1.6 for
+// superfast (crf 20); `--preset superfast` or `veryfast` for smaller files.
+// cuda: io::kDefaultX264Preset (superfast): inference leaves the CPU to the encoder.
+inline constexpr const char* kDefaultCpuPreset = "ultrafast";
+const char* default_preset(nn::BackendKind backend);
+
 struct RenderJobOptions {
   std::string package_dir;
   // Speech: exactly one of audio_path (decoded + audio encoder) and features_path
@@ -45,7 +56,7 @@ struct RenderJobOptions {
   std::string out_path;
   std::string image_format = "png";  // png | jpg
   int crf = 20;
-  std::string preset = io::kDefaultX264Preset;
+  std::string preset;  // empty: default_preset(backend)
   bool overwrite = false;
 
   FrameOrder order = FrameOrder::kPingPong;
@@ -86,6 +97,7 @@ struct RenderReport {
   int model_size = 0;
   std::string audio_mode;
   std::string backend;
+  std::string encoder;  // "x264 PRESET crf N" for MP4 output, empty for image sequences
   std::string output;
 
   nlohmann::json to_json() const;

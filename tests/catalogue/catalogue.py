@@ -579,6 +579,9 @@ def _(e, d):
             if not (r['fps'] > 0 and r['ceiling_fps'] > 0 and
                     abs(r['ratio'] - r['fps'] / r['ceiling_fps']) < 1e-6 * r['ratio'] + 1e-9):
                 return 'bench row %s: fps, ceiling and ratio disagree' % r
+            rr = r.get('round_ratios', [])
+            if len(rr) != 2 or not any(abs(x - r['ratio']) < 1e-9 for x in rr):
+                return 'bench row %s: the ratio is not one of its 2 rounds\' ratios' % r
         return None
     args = ['bench', '--package', e.base_pkg, '--generator', e.tiny, '--features',
             e.features(d), '--batches', '1,2', '--workers', '1,2', '--frames', '4',

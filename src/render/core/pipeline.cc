@@ -1,9 +1,14 @@
 // The threaded render pipeline.
 //
 // Threads and what each one owns:
-//   inference thread  prepares batch b (crops, input and audio tensors: owned by it until
-//                     predict returns), runs the predictor, then hands one Task per frame
-//                     (crop + a share of the batch's output tensor) to the task queue.
+//   prep thread       takes batch b's in-flight slots, fetches its avatar frames, cuts the
+//                     crops and fills one of two batch input sets (image and audio tensors),
+//                     then hands the set to the inference thread through `prepared`.
+//   inference thread  runs the predictor on each prepared set in order, gives the set back
+//                     to the prep thread and hands one Task per frame (crop + a share of
+//                     the batch's output tensor) to the task queue. While it runs batch b,
+//                     the prep thread fills the other set with batch b+1, so preparation
+//                     never sits between two predict calls.
 //   worker threads    (opts.workers) pop Tasks and composite them into a new full frame,
 //                     which they put into the reorder map `done` keyed by output index.
 //   writer thread     takes frame 0, 1, 2, ... out of `done` in order and gives each to
@@ -11,22 +16,25 @@
 //   calling thread    supervises: starts the others, polls tr::interrupted(), and on an
 //                     error or interrupt stops everyone and calls sink->abort().
 //
-// Backpressure: a frame takes one "in-flight" slot when the inference thread starts
-// preparing it and gives it back when the writer has written it. The inference thread
-// takes a whole batch of slots before preparing it and waits while fewer are free, so at
-// most max_in_flight frames (their crops, predictions and composited frames) are alive
-// at once, however slow compositing or encoding is. Because slots are taken in output
-// order, the oldest unwritten frame always holds one, so the pipeline cannot deadlock.
-// While batch b+1 is in inference, the workers composite batch b (max_in_flight >= 2B).
+// Backpressure: a frame takes one "in-flight" slot when the prep thread starts preparing
+// it and gives it back when the writer has written it. The prep thread takes a whole
+// batch of slots before preparing it and waits while fewer are free, so at most
+// max_in_flight frames (their crops, predictions and composited frames) are alive at once,
+// however slow compositing or encoding is. Because slots are taken in output order, the
+// oldest unwritten frame always holds one, so the pipeline cannot deadlock. With the
+// default bound (3 batches + 2 per worker) one batch can be in preparation, one in
+// inference and one compositing at the same time. The prep thread also waits for a free
+// input set (there are two), which keeps it at most one batch ahead of inference.
 //
-// Buffers, and who owns them: the inference thread owns the batch's input and audio
-// tensors and one BGR scratch frame (crops are cut from it), all reused batch after batch.
-// Crops and output frames cycle through the pools in State: a crop goes inference thread ->
-// Task -> worker -> free_crops; an output frame goes free_frames -> worker (converted from
-// the avatar frame, prediction pasted) -> done -> writer -> free_frames. So in steady state
-// nothing is allocated per frame except the predictor's output tensor. A buffer some other
-// owner still references (an image writer queueing frames) is dropped, not recycled.
-// Avatar frames from a FrameSource are held by their Task's handle until composited.
+// Buffers, and who owns them: the two batch input sets cycle prep thread -> `prepared` ->
+// inference thread -> `free_inputs`, each with its tensors reused batch after batch; the
+// prep thread also owns one BGR scratch frame (crops are cut from it). Crops and output
+// frames cycle through the pools in State: a crop goes prep thread -> Task -> worker ->
+// free_crops; an output frame goes free_frames -> worker (converted from the avatar frame,
+// prediction pasted) -> done -> writer -> free_frames. So in steady state nothing is
+// allocated per frame except the predictor's output tensor. A buffer some other owner
+// still references (an image writer queueing frames) is dropped, not recycled. Avatar
+// frames from a FrameSource are held by their Task's handle until composited.
 //
 // Determinism: each frame's result depends only on its own inputs, never on which batch
 // or worker handled it, and the writer emits in index order.
@@ -67,6 +75,14 @@ struct Task {
 
 // Everything the threads share; held by shared_ptr so that a detached inference thread
 // can outlive run_pipeline safely.
+// One batch's generator inputs and the tasks of its frames. Two of these cycle between
+// the prep and inference threads.
+struct PreparedBatch {
+  Tensor input, audio;  // [B, 6, S, S] and [B, ...audio shape]; always the full batch
+  std::vector<Task> tasks;
+  double prep_ms = 0, wait_ms = 0;
+};
+
 struct State {
   std::mutex mu;
   std::condition_variable cv;  // one condition for all events; few threads, simple to reason
@@ -76,9 +92,13 @@ struct State {
   // Recycled buffers: finished frames come back from the writer, crops from the workers.
   // Only buffers nobody else references are recycled (a sink may keep a frame it queues).
   std::vector<cv::Mat> free_frames, free_crops;
-  bool stop = false;            // error or interrupt: every thread unwinds
-  bool inference_done = false;  // the inference thread has returned
-  bool writer_done = false;     // all frames written and the sink finished
+  std::deque<PreparedBatch> prepared;      // prep thread -> inference thread, in batch order
+  std::vector<PreparedBatch> free_inputs;  // inference thread -> prep thread
+  int input_sets = 0;                      // sets created so far (at most kInputSets)
+  bool stop = false;                       // error or interrupt: every thread unwinds
+  bool prep_done = false;                  // the prep thread has returned
+  bool inference_done = false;             // the inference thread has returned
+  bool writer_done = false;                // all frames written and the sink finished
   std::optional<Error> error;
 
   PipelineStats stats;
@@ -118,9 +138,14 @@ void lower_this_thread_priority(int nice) {
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), std::min(19, current + nice));
 }
 
-void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrames> avatar,
-                    std::shared_ptr<const AudioWindows> audio, std::shared_ptr<Predictor> predictor,
-                    PipelineOptions opts, int64_t total, int64_t max_in_flight) {
+// Two input sets: one being filled while the other is in inference. More would only let
+// preparation run further ahead of a runtime it cannot outpace.
+constexpr int kInputSets = 2;
+
+void prep_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrames> avatar,
+               std::shared_ptr<const AudioWindows> audio, PipelineOptions opts, int64_t total,
+               int64_t max_in_flight) {
+  lower_this_thread_priority(opts.helper_nice);
   const PrepSettings& ps = opts.prep;
   const int S = ps.size;
   const int64_t input_numel = 6LL * S * S;
@@ -132,39 +157,46 @@ void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrame
                      int64_t i) { return avatar_frame_for(i, n_avatar, order, start); },
                  total);
   }
-  // Owned by this thread and reused: the batch tensors (predict() is synchronous and the
-  // output is a new tensor) and the BGR scratch frame crops are cut from.
-  Tensor input, audio_in;
-  cv::Mat full_bgr;
+  cv::Mat full_bgr;  // owned by this thread: the BGR frame crops are cut from
   for (int64_t b0 = 0; b0 < total; b0 += opts.batch) {
     const int64_t nb = std::min<int64_t>(opts.batch, total - b0);
     std::vector<cv::Mat> crops(nb);
+    PreparedBatch set;
     {
       std::unique_lock<std::mutex> lock(st->mu);
-      st->cv.wait(lock, [&] { return st->stop || st->in_flight + nb <= max_in_flight; });
+      st->cv.wait(lock, [&] {
+        return st->stop || (st->in_flight + nb <= max_in_flight &&
+                            (!st->free_inputs.empty() || st->input_sets < kInputSets));
+      });
       if (st->stop) break;
       st->in_flight += nb;
+      if (!st->free_inputs.empty()) {
+        set = std::move(st->free_inputs.back());
+        st->free_inputs.pop_back();
+      } else {
+        st->input_sets += 1;
+      }
       if (avatar->crops.empty()) {
         for (auto& c : crops) c = State::take(st->free_crops);
       }
     }
     auto t_prep = Clock::now();
     double wait_ms = 0;
-    // Always a full batch: a short last batch keeps the previous batch's (or, for a render
+    // Always a full batch: a short last batch keeps an earlier batch's (or, for a render
     // shorter than one batch, zero) inputs in its spare rows and their outputs are ignored.
     // Every sample's output is independent of the others (the generators are per-sample
     // convolutional networks), and one batch shape means one compiled plan, so the runtime
     // never builds a second plan (with its own activation memory) for the tail.
-    if (input.shape().empty()) {
-      input = Tensor::zeros(DType::kFloat32, {opts.batch, 6, S, S});
+    if (set.input.shape().empty()) {
+      set.input = Tensor::zeros(DType::kFloat32, {opts.batch, 6, S, S});
       Shape audio_shape = {opts.batch};
       audio_shape.insert(audio_shape.end(), opts.audio_shape.begin(), opts.audio_shape.end());
-      audio_in = Tensor::zeros(DType::kFloat32, audio_shape);
+      set.audio = Tensor::zeros(DType::kFloat32, audio_shape);
     }
-    std::vector<Task> batch(nb);
+    set.tasks.assign(nb, Task());
     Status prep_status;
     for (int64_t j = 0; j < nb && prep_status.ok(); ++j) {
-      Task& t = batch[j];
+      Task& t = set.tasks[j];
       t.index = b0 + j;
       t.avatar = avatar_frame_for(t.index, n_avatar, opts.order, opts.start_frame);
       t.row = static_cast<int>(j);
@@ -192,23 +224,43 @@ void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrame
         make_crop(*full, avatar->rects[t.avatar], ps, &t.crop);
         t.pooled_crop = true;
       }
-      fill_generator_input(t.crop, ps, input.data<float>() + j * input_numel);
-      audio->window(t.index, audio_in.data<float>() + j * window_numel);
+      fill_generator_input(t.crop, ps, set.input.data<float>() + j * input_numel);
+      audio->window(t.index, set.audio.data<float>() + j * window_numel);
     }
     if (!prep_status.ok()) {
       st->fail(prep_status.error());
       break;
     }
-    const double prep_ms = ms_since(t_prep) - wait_ms;
-    auto t_infer = Clock::now();
+    set.prep_ms = ms_since(t_prep) - wait_ms;
+    set.wait_ms = wait_ms;
+    std::lock_guard<std::mutex> lock(st->mu);
+    if (st->stop) break;
+    st->prepared.push_back(std::move(set));
+    st->cv.notify_all();
+  }
+  std::lock_guard<std::mutex> lock(st->mu);
+  st->prep_done = true;
+  st->cv.notify_all();
+}
+
+void inference_loop(std::shared_ptr<State> st, std::shared_ptr<Predictor> predictor,
+                    PipelineOptions opts) {
+  const int S = opts.prep.size;
+  for (;;) {
+    PreparedBatch set;
     {
-      std::lock_guard<std::mutex> lock(st->mu);
+      std::unique_lock<std::mutex> lock(st->mu);
+      st->cv.wait(lock, [&] { return st->stop || !st->prepared.empty() || st->prep_done; });
+      if (st->stop || st->prepared.empty()) break;  // stopped, or every batch is done
+      set = std::move(st->prepared.front());
+      st->prepared.pop_front();
       if (!st->started) {
         st->started = true;
-        st->first_inference = t_infer;
+        st->first_inference = Clock::now();
       }
     }
-    Result<Tensor> out = predictor->predict(input, audio_in);
+    auto t_infer = Clock::now();
+    Result<Tensor> out = predictor->predict(set.input, set.audio);
     const double infer_ms = ms_since(t_infer);
     if (!out.ok()) {
       st->fail(out.error());
@@ -222,15 +274,17 @@ void inference_loop(std::shared_ptr<State> st, std::shared_ptr<const AvatarFrame
       break;
     }
     std::lock_guard<std::mutex> lock(st->mu);
-    st->stats.prep_ms += prep_ms;
-    st->stats.wait_frames_ms += wait_ms;
+    st->stats.prep_ms += set.prep_ms;
+    st->stats.wait_frames_ms += set.wait_ms;
     st->stats.infer_ms += infer_ms;
     st->stats.batches += 1;
     if (st->stop) break;
-    for (Task& t : batch) {
+    for (Task& t : set.tasks) {
       t.predictions = pred;
       st->tasks.push_back(std::move(t));
     }
+    set.tasks.clear();
+    st->free_inputs.push_back(std::move(set));
     st->cv.notify_all();
   }
   std::lock_guard<std::mutex> lock(st->mu);
@@ -352,7 +406,7 @@ Result<PipelineStats> run_pipeline(std::shared_ptr<const AvatarFrames> avatar,
     return BadInput("nothing to render: the audio gives 0 frames");
   }
   int64_t max_in_flight =
-      opts.max_in_flight > 0 ? opts.max_in_flight : 2LL * opts.batch + 2LL * opts.workers;
+      opts.max_in_flight > 0 ? opts.max_in_flight : 3LL * opts.batch + 2LL * opts.workers;
   max_in_flight = std::max<int64_t>(max_in_flight, opts.batch);
 
   auto st = std::make_shared<State>();
@@ -362,7 +416,8 @@ Result<PipelineStats> run_pipeline(std::shared_ptr<const AvatarFrames> avatar,
   for (int w = 0; w < opts.workers; ++w) {
     workers.emplace_back(worker_loop, st.get(), avatar.get(), &opts.prep, opts.helper_nice);
   }
-  std::thread inference(inference_loop, st, avatar, audio, predictor, opts, total, max_in_flight);
+  std::thread inference(inference_loop, st, predictor, opts);
+  std::thread prep(prep_loop, st, avatar, audio, opts, total, max_in_flight);
 
   // Supervise: wake every 50 ms to poll the interrupt flag (signal handlers only set it).
   {
@@ -385,6 +440,7 @@ Result<PipelineStats> run_pipeline(std::shared_ptr<const AvatarFrames> avatar,
   }
   for (auto& w : workers) w.join();
   if (ok) {
+    prep.join();
     inference.join();
     std::lock_guard<std::mutex> lock(st->mu);
     PipelineStats stats = st->stats;
@@ -392,21 +448,27 @@ Result<PipelineStats> run_pipeline(std::shared_ptr<const AvatarFrames> avatar,
     return stats;
   }
   // Failure or interrupt: the writer has stopped touching the sink, so clean it up now,
-  // before waiting on the predictor, which may be in the middle of a long batch.
+  // before waiting on the predictor (which may be in the middle of a long batch) and the
+  // prep thread (which may be waiting for the frame decoder).
   sink->abort();
+  bool prep_done, inference_done;
   {
     std::unique_lock<std::mutex> lock(st->mu);
-    st->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return st->inference_done; });
-  }
-  bool inference_done;
-  {
-    std::lock_guard<std::mutex> lock(st->mu);
+    st->cv.wait_for(lock, std::chrono::milliseconds(200),
+                    [&] { return st->inference_done && st->prep_done; });
+    prep_done = st->prep_done;
     inference_done = st->inference_done;
+  }
+  // A thread still busy holds shared_ptrs to everything it touches: leave it to finish.
+  if (prep_done) {
+    prep.join();
+  } else {
+    prep.detach();
   }
   if (inference_done) {
     inference.join();
   } else {
-    inference.detach();  // it holds shared_ptrs to everything it touches
+    inference.detach();
   }
   std::lock_guard<std::mutex> lock(st->mu);
   return *st->error;
