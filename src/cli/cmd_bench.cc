@@ -6,12 +6,18 @@
 // for each worker count W, side by side: the ceiling (predict() alone on N frames in
 // batches of B) and the full pipeline (prep, inference, compositing on W workers, ordered
 // encoding to a temporary output that is deleted afterwards) on the same N frames.
-// Each of R rounds measures one pair, ceiling and pipeline back to back, in alternating order
-// (ceiling first in even rounds, pipeline first in odd ones, so a steady drift of the
-// machine's speed favours neither). The row is the round whose ratio is the median: its fps
-// and ceiling_fps are one measured pair, and ratio = fps / ceiling_fps. On a shared VM the
-// speed moves by a third within minutes; a ratio taken from two adjacent runs cancels most
-// of that, where medians of fps and of ceilings taken separately would mix rounds.
+// Each of R rounds measures the ceiling and the pipeline on N frames each, in chunks of C
+// frames (whole batches; by default max(2 batches, 8 frames), about a second of work
+// here): a ceiling chunk and a pipeline chunk back to back, the order alternating, so the
+// two measurements interleave second by second. The round's ratio is (pipeline frames /
+// pipeline seconds) / (ceiling frames / ceiling seconds) over its chunks; the row is the
+// round with the median ratio, so fps, ceiling_fps and ratio = fps / ceiling_fps belong to
+// one round. Why: this VM's speed moves by a third within seconds (neighbours), and a
+// ratio of two 10-second runs back to back scattered from 0.70 to 1.15 for one row, while
+// adjacent one-second runs scattered about 0.88-1.06 (bench --frames 8 vs 24, 21 rounds,
+// 2026-11-28). Each pipeline chunk pays its own tail (the last batch's compositing and
+// encoding after its last inference), which a long render pays once: chunks make the
+// pipeline look slightly slower, never faster.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spawn.h>
@@ -178,6 +184,7 @@ int cmd_bench(int argc, char** argv) {
   int64_t frames = 100;
   int load_rounds = 3;
   int rounds = 5;
+  int64_t chunk_frames = 0;
   bool json = false, no_ffmpeg = false;
   CLI::App app{
       "Measure the render pipeline's frames per second over batch sizes and worker counts, "
@@ -199,10 +206,13 @@ int cmd_bench(int argc, char** argv) {
                  "frames rendered per measurement (rounded down to a multiple of the batch)")
       ->capture_default_str();
   app.add_option("--rounds", rounds,
-                 "measured pairs per row (ceiling and pipeline back to back, order alternating); "
-                 "the row is the pair with the median ratio (a shared machine's speed drifts "
-                 "between runs)")
+                 "measurements per row, each of --frames frames for the ceiling and for the "
+                 "pipeline; the row is the round with the median ratio")
       ->capture_default_str();
+  app.add_option("--chunk-frames", chunk_frames,
+                 "within a round, ceiling and pipeline alternate every C frames (whole "
+                 "batches; 0 = auto: max(2 batches, 8 frames)), so both see the same moments "
+                 "of a shared machine whose speed changes within seconds");
   app.add_option("--out-format", out_format,
                  "what each row writes: mp4 (H.264, deleted after), jpg (image sequence, "
                  "deleted after) or none")
@@ -238,6 +248,7 @@ int cmd_bench(int argc, char** argv) {
   if (!workers.ok()) return fail(workers.error());
   if (frames < 1) return fail(BadInput("--frames must be >= 1"));
   if (rounds < 1) return fail(BadInput("--rounds must be >= 1"));
+  if (chunk_frames < 0) return fail(BadInput("--chunk-frames must be >= 0"));
   if (o.threads < 0) return fail(BadInput("--threads must be >= 0"));
   auto be = nn::parse_backend(backend);
   if (!be.ok()) return fail(be.error());
@@ -257,11 +268,12 @@ int cmd_bench(int argc, char** argv) {
   const int64_t n = std::min<int64_t>(frames, in.windows->frames());
   if (!json) {
     std::printf(
-        "model %s (%dx%d %s), %lld frames per measurement, median-ratio pair of %d rounds, "
-        "output %s%s, "
-        "threads %s, cache %s\n",
+        "model %s (%dx%d %s), %lld frames per measurement in chunks of %s, median-ratio "
+        "round of %d, output %s%s, threads %s, cache %s\n",
         in.generator_path.c_str(), in.model_size, in.model_size, in.mode.name,
-        static_cast<long long>(n), rounds, out_format.c_str(),
+        static_cast<long long>(n),
+        chunk_frames > 0 ? std::to_string(chunk_frames).c_str() : "max(2 batches, 8)", rounds,
+        out_format.c_str(),
         out_format == "mp4" ? (" (preset " + render::mp4_options(in, o).preset + ")").c_str() : "",
         o.threads ? std::to_string(o.threads).c_str() : "auto",
         o.cache_mb ? (std::to_string(o.cache_mb) + " MiB").c_str() : "all frames");
@@ -289,6 +301,10 @@ int cmd_bench(int argc, char** argv) {
     // Whole batches only, in both measurements: the pipeline pads a short last batch, which
     // would charge it for frames it does not count.
     const int64_t row_frames = std::max<int64_t>(b, n - n % b);
+    // Chunk: whole batches, at least two and at least 8 frames (about a second here) unless
+    // --chunk-frames says otherwise.
+    const int64_t chunk = chunk_frames > 0 ? std::max<int64_t>(b, chunk_frames - chunk_frames % b)
+                                           : std::max<int64_t>(2 * b, (8 + b - 1) / b * b);
     // Warm-up: compiles the plan for this batch.
     if (auto w = ceiling_fps(**predictor, in, b, b); !w.ok()) return fail(w.error());
     for (int w : *workers) {
@@ -296,16 +312,8 @@ int cmd_bench(int argc, char** argv) {
       row.batch = b;
       row.workers = w;
       std::vector<Row> runs;
-      for (int round = 0; round < rounds; ++round) {
-        Row run = row;
-        auto measure_ceiling = [&]() -> Status {
-          TR_ASSIGN_OR_RETURN(run.ceiling_fps, ceiling_fps(**predictor, in, b, row_frames));
-          return Status::Ok();
-        };
-        if (round % 2 == 0) {
-          if (Status s = measure_ceiling(); !s.ok()) return fail(s.error());
-        }
-
+      // One pipeline run of `frames` frames into a fresh temporary output (deleted after).
+      auto pipeline_run = [&](int64_t frames) -> Result<render::PipelineStats> {
         std::shared_ptr<render::FrameSink> sink;
         const fs::path out = tmp_root / ("b" + std::to_string(b) + "w" + std::to_string(w));
         if (out_format == "none") {
@@ -313,35 +321,63 @@ int cmd_bench(int argc, char** argv) {
         } else if (out_format == "jpg") {
           io::ImageSequenceOptions io_opts;
           io_opts.format = io::ImageFormat::kJpg;
-          auto writer = io::create_image_sequence_writer(out.string(), io_opts);
-          if (!writer.ok()) return fail(writer.error());
-          sink = render::make_writer_sink(std::move(*writer), out.string());
+          TR_ASSIGN_OR_RETURN(auto writer, io::create_image_sequence_writer(out.string(), io_opts));
+          sink = render::make_writer_sink(std::move(writer), out.string());
         } else {
-          auto writer = io::create_mp4_writer(out.string() + ".mp4", render::mp4_options(in, o));
-          if (!writer.ok()) return fail(writer.error());
-          sink = render::make_writer_sink(std::move(*writer), out.string() + ".mp4");
+          TR_ASSIGN_OR_RETURN(auto writer, io::create_mp4_writer(out.string() + ".mp4",
+                                                                 render::mp4_options(in, o)));
+          sink = render::make_writer_sink(std::move(writer), out.string() + ".mp4");
         }
         render::RenderJobOptions ro = o;
         ro.batch = b;
         ro.workers = w;
-        ro.frames = row_frames;
+        ro.frames = frames;
         render::PipelineOptions po = render::pipeline_options(in, ro);
         auto stats = render::run_pipeline(in.avatar, in.windows, *predictor, sink, po);
-        if (!stats.ok()) return fail(stats.error());
         fs::remove_all(out, ec);
         fs::remove(out.string() + ".mp4", ec);
-        const double f = static_cast<double>(stats->frames);
-        run.frames = stats->frames;
-        run.fps = stats->run_s > 0 ? f / stats->run_s : 0;
-        run.prep_ms = stats->prep_ms / f;
-        run.infer_ms = stats->infer_ms / f;
-        run.composite_ms = stats->composite_ms / f;
-        run.encode_ms = stats->encode_ms / f;
-        run.wait_ms = stats->wait_frames_ms / f;
-
-        if (round % 2 == 1) {
-          if (Status s = measure_ceiling(); !s.ok()) return fail(s.error());
+        return stats;
+      };
+      for (int round = 0; round < rounds; ++round) {
+        // The round's frames in chunks, each chunk a ceiling run and a pipeline run back to
+        // back, in alternating order.
+        render::PipelineStats sum;
+        double ceiling_s = 0;
+        int64_t ceiling_frames = 0;
+        for (int64_t done = 0, k = 0; done < row_frames; done += chunk, ++k) {
+          const int64_t c = std::min(chunk, row_frames - done);
+          auto measure_ceiling = [&]() -> Status {
+            TR_ASSIGN_OR_RETURN(double fps, ceiling_fps(**predictor, in, b, c));
+            ceiling_s += static_cast<double>(c) / fps;
+            ceiling_frames += c;
+            return Status::Ok();
+          };
+          if ((round + k) % 2 == 0) {
+            if (Status s = measure_ceiling(); !s.ok()) return fail(s.error());
+          }
+          auto stats = pipeline_run(c);
+          if (!stats.ok()) return fail(stats.error());
+          sum.frames += stats->frames;
+          sum.run_s += stats->run_s;
+          sum.prep_ms += stats->prep_ms;
+          sum.infer_ms += stats->infer_ms;
+          sum.composite_ms += stats->composite_ms;
+          sum.encode_ms += stats->encode_ms;
+          sum.wait_frames_ms += stats->wait_frames_ms;
+          if ((round + k) % 2 == 1) {
+            if (Status s = measure_ceiling(); !s.ok()) return fail(s.error());
+          }
         }
+        Row run = row;
+        const double f = static_cast<double>(sum.frames);
+        run.frames = sum.frames;
+        run.fps = sum.run_s > 0 ? f / sum.run_s : 0;
+        run.ceiling_fps = ceiling_s > 0 ? static_cast<double>(ceiling_frames) / ceiling_s : 0;
+        run.prep_ms = sum.prep_ms / f;
+        run.infer_ms = sum.infer_ms / f;
+        run.composite_ms = sum.composite_ms / f;
+        run.encode_ms = sum.encode_ms / f;
+        run.wait_ms = sum.wait_frames_ms / f;
         runs.push_back(run);
       }
       // The round with the median ratio is the row (the upper middle one for even counts).
@@ -369,6 +405,7 @@ int cmd_bench(int argc, char** argv) {
                             {"threads", o.threads},
                             {"cache_mb", o.cache_mb},
                             {"rounds", rounds},
+                            {"chunk_frames", chunk},
                             {"round_ratios", round_ratios},
                             {"peak_rss_mb", row.peak_rss_mb}};
         std::printf("%s\n", j.dump().c_str());
