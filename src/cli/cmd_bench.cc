@@ -234,7 +234,8 @@ int cmd_bench(int argc, char** argv) {
                "one JSON object per row on stdout (batch, workers, fps, infer_ms, "
                "composite_ms, encode_ms, ceiling_fps, ratio, ...)");
   app.footer(
-      "fps counts frames / (first inference -> last frame written). infer_ms, composite_ms "
+      "fps counts frames / (first inference -> last frame written), summed over the round's "
+      "chunks; ceiling_fps likewise over its chunks of predict() alone. infer_ms, composite_ms "
       "and encode_ms are per frame: time inside predict, CPU time of compositing summed over "
       "workers, and time the writer spent in the encoder.");
   try {
