@@ -68,8 +68,18 @@ class ImageSequenceWriter final : public FrameWriter {
     }
     char name[32];
     std::snprintf(name, sizeof name, "frame_%06lld", static_cast<long long>(frames_));
-    // The caller may reuse its buffer as soon as we return: keep a copy.
-    Job job{tmp_dir_ + "/" + name + ext_, bgr.clone()};
+    // The caller may reuse its buffer as soon as we return: keep a copy, in a buffer an
+    // encoder thread has finished with when there is one (at most kMaxQueued + threads
+    // buffers ever exist), so a long sequence allocates no frame-sized memory per frame.
+    Job job{tmp_dir_ + "/" + name + ext_, cv::Mat()};
+    {
+      std::lock_guard lock(mu_);
+      if (!free_.empty()) {
+        job.image = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    bgr.copyTo(job.image);  // reallocates only if the size differs
     {
       std::unique_lock lock(mu_);
       space_.wait(lock, [&] { return jobs_.size() < kMaxQueued; });
@@ -138,10 +148,9 @@ class ImageSequenceWriter final : public FrameWriter {
       } catch (const cv::Exception&) {
         ok = false;
       }
-      if (!ok) {
-        std::lock_guard lock(mu_);
-        if (status_.ok()) status_ = RuntimeError(job.path + ": cannot write image");
-      }
+      std::lock_guard lock(mu_);
+      if (!ok && status_.ok()) status_ = RuntimeError(job.path + ": cannot write image");
+      free_.push_back(std::move(job.image));
     }
   }
 
@@ -164,6 +173,7 @@ class ImageSequenceWriter final : public FrameWriter {
   std::mutex mu_;
   std::condition_variable ready_, space_;
   std::deque<Job> jobs_;
+  std::vector<cv::Mat> free_;  // encoded frames' buffers, reused by write_frame
   bool stopping_ = false;
   Status status_;
   std::vector<std::thread> threads_;

@@ -187,17 +187,22 @@ TEST(ImageSequenceWriter, PngIsLosslessAndAppearsAtFinish) {
   std::string dir = tmp.file("frames");
   auto w = create_frame_writer(dir + "/", {}, "png");
   ASSERT_TRUE(w.ok()) << w.error().message;
+  // More frames than the writer queues, from one caller buffer overwritten after each
+  // write_frame: the writer's copies (recycled between frames) must keep every frame.
+  constexpr int kFrames = 30;
   std::vector<cv::Mat> written;
-  for (int i = 0; i < 5; ++i) {
+  cv::Mat caller_buffer;
+  for (int i = 0; i < kFrames; ++i) {
     written.push_back(synthetic_frame(i));
-    ASSERT_TRUE((*w)->write_frame(written.back()).ok());
+    written.back().copyTo(caller_buffer);
+    ASSERT_TRUE((*w)->write_frame(caller_buffer).ok());
   }
   EXPECT_FALSE(fs::exists(dir));
   ASSERT_TRUE((*w)->finish().ok());
   ASSERT_TRUE(fs::is_directory(dir));
-  EXPECT_EQ(count_entries(dir), 5u);
+  EXPECT_EQ(count_entries(dir), static_cast<size_t>(kFrames));
   EXPECT_EQ(count_entries(tmp.path()), 1u) << "no temporary directory left";
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < kFrames; ++i) {
     char name[64];
     std::snprintf(name, sizeof name, "/frame_%06d.png", i);
     cv::Mat back = cv::imread(dir + name, cv::IMREAD_COLOR);
