@@ -1,6 +1,7 @@
 // Image-sequence output: DIR/frame_%06d.{png,jpg}, written into a temporary sibling
 // directory by a few encoder threads (PNG/JPEG compression is the slow part) and renamed
-// to DIR by finish().
+// to DIR by finish(). PNG through OpenCV; JPEG through libjpeg-turbo (io/jpeg_file.h says
+// why).
 #include <unistd.h>
 
 #include <condition_variable>
@@ -15,6 +16,7 @@
 #include "common/files.h"
 #include "io/av_util.h"
 #include "io/frame_writer.h"
+#include "io/jpeg_file.h"
 
 namespace tr::io {
 namespace {
@@ -34,10 +36,7 @@ class ImageSequenceWriter final : public FrameWriter {
     dir_ = strip_trailing_slashes(dir);
     opts_ = o;
     ext_ = o.format == ImageFormat::kPng ? ".png" : ".jpg";
-    if (o.format == ImageFormat::kPng)
-      params_ = {cv::IMWRITE_PNG_COMPRESSION, o.png_compression};
-    else
-      params_ = {cv::IMWRITE_JPEG_QUALITY, o.jpeg_quality};
+    params_ = {cv::IMWRITE_PNG_COMPRESSION, o.png_compression};
     std::error_code ec;
     if (fs::exists(dir_, ec)) {
       if (!fs::is_directory(dir_, ec)) return BadInput(dir_ + ": exists and is not a directory");
@@ -142,16 +141,23 @@ class ImageSequenceWriter final : public FrameWriter {
         jobs_.pop_front();
       }
       space_.notify_one();
-      bool ok = false;
-      try {  // imwrite reports some failures by throwing cv::Exception
-        ok = cv::imwrite(job.path, job.image, params_);
-      } catch (const cv::Exception&) {
-        ok = false;
-      }
+      Status written = opts_.format == ImageFormat::kJpg
+                           ? write_jpeg_bgr(job.path, job.image, opts_.jpeg_quality)
+                           : write_png(job.path, job.image);
       std::lock_guard lock(mu_);
-      if (!ok && status_.ok()) status_ = RuntimeError(job.path + ": cannot write image");
+      if (!written.ok() && status_.ok()) status_ = written;
       free_.push_back(std::move(job.image));
     }
+  }
+
+  Status write_png(const std::string& path, const cv::Mat& image) const {
+    bool ok = false;
+    try {  // imwrite reports some failures by throwing cv::Exception
+      ok = cv::imwrite(path, image, params_);
+    } catch (const cv::Exception&) {
+      ok = false;
+    }
+    return ok ? Status::Ok() : RuntimeError(path + ": cannot write image");
   }
 
   Status stop_workers() {

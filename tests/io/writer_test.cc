@@ -4,10 +4,13 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "io/frame_writer.h"
+#include "io/jpeg_file.h"
 #include "io/video_reader.h"
 #include "io_test_util.h"
 
@@ -242,6 +245,61 @@ TEST(ImageSequenceWriter, JpegAndAbort) {
     ASSERT_TRUE((*w)->write_frame(synthetic_frame(0)).ok());
   }
   EXPECT_EQ(count_entries(tmp.path()), 1u) << "only the finished jpgs directory";
+}
+
+std::vector<unsigned char> read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<unsigned char>(std::istreambuf_iterator<char>(f), {});
+}
+
+// The JPEG writer promises cv::imwrite's bytes (it only skips OpenCV's BGR -> RGB copy):
+// sizes that are and are not multiples of the 16x16 MCU, at two qualities.
+TEST(JpegFile, SameBytesAsOpenCv) {
+  TempDir tmp;
+  const cv::Size sizes[] = {{kW, kH}, {161, 121}, {1280, 720}};
+  for (const cv::Size& size : sizes) {
+    for (int quality : {95, 60}) {
+      const cv::Mat frame = synthetic_frame(size.width % 7, size.width, size.height);
+      const std::string path = tmp.file("f.jpg");
+      ASSERT_TRUE(write_jpeg_bgr(path, frame, quality).ok());
+      std::vector<unsigned char> expected;
+      ASSERT_TRUE(cv::imencode(".jpg", frame, expected, {cv::IMWRITE_JPEG_QUALITY, quality}));
+      EXPECT_EQ(read_bytes(path), expected) << size << " quality " << quality;
+    }
+  }
+  // A view into a larger image (row stride > width * 3) encodes the view.
+  const cv::Mat big = synthetic_frame(3, 200, 150);
+  const cv::Mat view = big(cv::Rect(13, 7, 100, 80));
+  ASSERT_TRUE(write_jpeg_bgr(tmp.file("view.jpg"), view, 90).ok());
+  std::vector<unsigned char> expected;
+  ASSERT_TRUE(cv::imencode(".jpg", view, expected, {cv::IMWRITE_JPEG_QUALITY, 90}));
+  EXPECT_EQ(read_bytes(tmp.file("view.jpg")), expected);
+}
+
+TEST(JpegFile, ErrorsNameTheFileAndLeaveNothing) {
+  TempDir tmp;
+  const cv::Mat frame = synthetic_frame(0, 320, 240);
+  const std::string missing_dir = tmp.file("no/such/dir/f.jpg");
+  Status s = write_jpeg_bgr(missing_dir, frame, 95);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(missing_dir), std::string::npos) << s.message();
+
+  s = write_jpeg_bgr(tmp.file("q.jpg"), frame, 0);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("quality"), std::string::npos) << s.message();
+  s = write_jpeg_bgr(tmp.file("gray.jpg"), cv::Mat(8, 8, CV_8UC1, cv::Scalar(1)), 95);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("BGR"), std::string::npos) << s.message();
+  EXPECT_EQ(count_entries(tmp.path()), 0u) << "no file is left by a failed write";
+
+  // A device that is always full: libjpeg's write error comes back as a Status (its default
+  // handler would exit the process), and the device is not removed.
+  if (fs::exists("/dev/full")) {
+    s = write_jpeg_bgr("/dev/full", frame, 95);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("/dev/full"), std::string::npos) << s.message();
+    EXPECT_TRUE(fs::exists("/dev/full"));
+  }
 }
 
 }  // namespace
