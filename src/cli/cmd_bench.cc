@@ -154,9 +154,9 @@ struct Row {
   double peak_rss_mb = 0;
 };
 
-// Inference alone on `frames` frames in batches of `batch`: frames per second.
-Result<double> ceiling_fps(render::Predictor& predictor, const render::LoadedRender& in, int batch,
-                           int64_t frames) {
+// Inference alone on `frames` frames in batches of `batch`: the seconds it took.
+Result<double> ceiling_seconds(render::Predictor& predictor, const render::LoadedRender& in,
+                               int batch, int64_t frames) {
   const int S = in.model_size;
   Shape audio_shape = {batch};
   audio_shape.insert(audio_shape.end(), in.mode.shape.begin(), in.mode.shape.end());
@@ -173,7 +173,15 @@ Result<double> ceiling_fps(render::Predictor& predictor, const render::LoadedRen
     TR_ASSIGN_OR_RETURN(Tensor out, predictor.predict(input, audio));
     done += batch;
   }
-  return done / (ms_since(t0) / 1000.0);
+  return ms_since(t0) / 1000.0;
+}
+
+// A row's chunk: whole batches; by default at least two batches and at least 8 frames (about
+// a second of work here). kAutoChunkRule is the same rule in words, for the table header.
+constexpr const char* kAutoChunkRule = "max(2 batches, 8)";  // frames
+int64_t chunk_for(int batch, int64_t chunk_frames) {
+  if (chunk_frames > 0) return std::max<int64_t>(batch, chunk_frames - chunk_frames % batch);
+  return std::max<int64_t>(2 * batch, (8 + batch - 1) / batch * batch);
 }
 
 }  // namespace
@@ -210,9 +218,11 @@ int cmd_bench(int argc, char** argv) {
                  "pipeline; the row is the round with the median ratio")
       ->capture_default_str();
   app.add_option("--chunk-frames", chunk_frames,
-                 "within a round, ceiling and pipeline alternate every C frames (whole "
-                 "batches; 0 = auto: max(2 batches, 8 frames)), so both see the same moments "
-                 "of a shared machine whose speed changes within seconds");
+                 std::string("within a round, ceiling and pipeline alternate every C frames "
+                             "(whole batches; 0 = auto: ") +
+                     kAutoChunkRule +
+                     " frames), so both see the same moments of a shared machine whose speed "
+                     "changes within seconds");
   app.add_option("--out-format", out_format,
                  "what each row writes: mp4 (H.264, deleted after), jpg (image sequence, "
                  "deleted after) or none")
@@ -273,7 +283,7 @@ int cmd_bench(int argc, char** argv) {
         "round of %d, output %s%s, threads %s, cache %s\n",
         in.generator_path.c_str(), in.model_size, in.model_size, in.mode.name,
         static_cast<long long>(n),
-        chunk_frames > 0 ? std::to_string(chunk_frames).c_str() : "max(2 batches, 8)", rounds,
+        chunk_frames > 0 ? std::to_string(chunk_frames).c_str() : kAutoChunkRule, rounds,
         out_format.c_str(),
         out_format == "mp4" ? (" (preset " + render::mp4_options(in, o).preset + ")").c_str() : "",
         o.threads ? std::to_string(o.threads).c_str() : "auto",
@@ -302,12 +312,9 @@ int cmd_bench(int argc, char** argv) {
     // Whole batches only, in both measurements: the pipeline pads a short last batch, which
     // would charge it for frames it does not count.
     const int64_t row_frames = std::max<int64_t>(b, n - n % b);
-    // Chunk: whole batches, at least two and at least 8 frames (about a second here) unless
-    // --chunk-frames says otherwise.
-    const int64_t chunk = chunk_frames > 0 ? std::max<int64_t>(b, chunk_frames - chunk_frames % b)
-                                           : std::max<int64_t>(2 * b, (8 + b - 1) / b * b);
+    const int64_t chunk = chunk_for(b, chunk_frames);
     // Warm-up: compiles the plan for this batch.
-    if (auto w = ceiling_fps(**predictor, in, b, b); !w.ok()) return fail(w.error());
+    if (auto w = ceiling_seconds(**predictor, in, b, b); !w.ok()) return fail(w.error());
     for (int w : *workers) {
       Row row;
       row.batch = b;
@@ -348,8 +355,8 @@ int cmd_bench(int argc, char** argv) {
         for (int64_t done = 0, k = 0; done < row_frames; done += chunk, ++k) {
           const int64_t c = std::min(chunk, row_frames - done);
           auto measure_ceiling = [&]() -> Status {
-            TR_ASSIGN_OR_RETURN(double fps, ceiling_fps(**predictor, in, b, c));
-            ceiling_s += static_cast<double>(c) / fps;
+            TR_ASSIGN_OR_RETURN(double seconds, ceiling_seconds(**predictor, in, b, c));
+            ceiling_s += seconds;
             ceiling_frames += c;
             return Status::Ok();
           };
