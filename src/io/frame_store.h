@@ -34,6 +34,9 @@ using FrameHandle = std::shared_ptr<const StoredFrame>;
 struct FrameStoreOptions {
   int threads = 0;          // decoder threads; 0 = one per core
   int64_t cache_bytes = 0;  // 0: keep every frame; > 0: streaming cache of this many bytes
+  // Streaming cache only: nice increment for the threads that decode ahead (ours and
+  // FFmpeg's), which run beside the render; see tr::lower_this_thread_priority.
+  int stream_decode_nice = 0;
 };
 
 class FrameStore {

@@ -243,6 +243,7 @@ Result<AvatarPackage> open_package(const std::string& dir, const PackageOptions&
     FrameStoreOptions so;
     so.threads = opts.decode.threads;
     so.cache_bytes = opts.frame_cache_bytes;
+    so.stream_decode_nice = opts.stream_decode_nice;
     TR_ASSIGN_OR_RETURN(std::unique_ptr<FrameStore> store,
                         FrameStore::open(pkg.full_video_path, so));
     pkg.store = std::move(store);

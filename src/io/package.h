@@ -55,6 +55,7 @@ struct PackageOptions {
   // AvatarPackage::frames; frame_cache_bytes > 0 makes it a bounded streaming cache.
   bool frame_store = false;
   int64_t frame_cache_bytes = 0;
+  int stream_decode_nice = 0;  // FrameStoreOptions::stream_decode_nice
 };
 
 struct AvatarPackage {

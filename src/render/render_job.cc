@@ -416,6 +416,8 @@ Result<LoadedRender> load_render_inputs(const RenderJobOptions& o) {
   po.decode.threads = o.decode_threads;
   po.frame_store = true;
   po.frame_cache_bytes = o.cache_mb << 20;
+  // Decoding ahead runs beside the render, like the pipeline's helpers: same priority.
+  po.stream_decode_nice = PipelineOptions().helper_nice;
   TR_ASSIGN_OR_RETURN(io::AvatarPackage pkg, io::open_package(o.package_dir, po));
   // Checked here, where the file is known (the pipeline can only say "avatar"). All crops
   // come from one video, so the first frame's size is every frame's.

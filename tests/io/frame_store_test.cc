@@ -4,6 +4,15 @@
 #include "io/frame_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "io_test_util.h"
 
@@ -105,6 +114,50 @@ TEST(FrameStoreTest, OutOfOrderRequestIsAnError) {
   auto bad = (*store)->acquire(1, 5);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("not in the order"), std::string::npos);
+}
+
+// Nice values of this process's threads, from /proc/self/task/*/stat (field 19).
+std::vector<int> thread_nice_values() {
+  std::vector<int> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream f(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), {});
+    const size_t paren = stat.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::istringstream fields(stat.substr(paren + 2));  // from field 3 (state) on
+    std::string field;
+    for (int i = 3; i <= 19 && fields >> field; ++i) {
+      if (i == 19) out.push_back(std::stoi(field));
+    }
+  }
+  return out;
+}
+
+// Decoding ahead runs beside the render: the streaming cache's decoder thread and FFmpeg's
+// frame threads (created when the decoder opens) run at the lowered priority, the caller's
+// thread keeps its own.
+TEST(FrameStoreTest, StreamingDecodesAtLowerPriority) {
+  test::TempDir dir;
+  const std::string path = dir.file("clip.mp4");
+  ASSERT_TRUE(test::make_test_video(path, 20, 64, 48));
+  const int base = ::getpriority(PRIO_PROCESS, 0);
+  if (base > 16) GTEST_SKIP() << "this process already runs at nice " << base;
+  const auto lowered = [&] {
+    const std::vector<int> nice = thread_nice_values();
+    return std::count(nice.begin(), nice.end(), base + 3);
+  };
+  const auto before = lowered();
+  FrameStoreOptions opts;
+  opts.threads = 2;
+  opts.cache_bytes = 64 << 20;
+  opts.stream_decode_nice = 3;
+  auto store = FrameStore::open(path, opts);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  (*store)->set_order([](int64_t i) { return static_cast<int>(i % 20); }, 20);
+  ASSERT_TRUE((*store)->acquire(0, 0).ok());
+  // Our decoder thread and at least one of FFmpeg's two frame threads.
+  EXPECT_GE(lowered() - before, 2);
+  EXPECT_EQ(::getpriority(PRIO_PROCESS, 0), base) << "the caller's priority is unchanged";
 }
 
 TEST(FrameStoreTest, MissingFileNamesIt) {

@@ -39,9 +39,6 @@
 // Determinism: each frame's result depends only on its own inputs, never on which batch
 // or worker handled it, and the writer emits in index order.
 #include <fmt/format.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -52,6 +49,7 @@
 #include <thread>
 
 #include "common/interrupt.h"
+#include "common/thread_priority.h"
 #include "render/render.h"
 
 namespace tr::render {
@@ -128,15 +126,6 @@ struct State {
     m.release();
   }
 };
-
-// Linux keeps a nice value per thread; threads this one creates (encoder threads) inherit
-// it. Failure (e.g. a sandbox forbidding it) only costs speed, so it is ignored.
-void lower_this_thread_priority(int nice) {
-  if (nice <= 0) return;
-  const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
-  const int current = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
-  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), std::min(19, current + nice));
-}
 
 // Two input sets: one being filled while the other is in inference. More would only let
 // preparation run further ahead of a runtime it cannot outpace.
