@@ -36,7 +36,6 @@ class ImageSequenceWriter final : public FrameWriter {
     dir_ = strip_trailing_slashes(dir);
     opts_ = o;
     ext_ = o.format == ImageFormat::kPng ? ".png" : ".jpg";
-    params_ = {cv::IMWRITE_PNG_COMPRESSION, o.png_compression};
     std::error_code ec;
     if (fs::exists(dir_, ec)) {
       if (!fs::is_directory(dir_, ec)) return BadInput(dir_ + ": exists and is not a directory");
@@ -153,7 +152,7 @@ class ImageSequenceWriter final : public FrameWriter {
   Status write_png(const std::string& path, const cv::Mat& image) const {
     bool ok = false;
     try {  // imwrite reports some failures by throwing cv::Exception
-      ok = cv::imwrite(path, image, params_);
+      ok = cv::imwrite(path, image, {cv::IMWRITE_PNG_COMPRESSION, opts_.png_compression});
     } catch (const cv::Exception&) {
       ok = false;
     }
@@ -173,7 +172,6 @@ class ImageSequenceWriter final : public FrameWriter {
 
   std::string dir_, tmp_dir_, ext_;
   ImageSequenceOptions opts_;
-  std::vector<int> params_;
   bool created_ = false, closed_ = false;
   int64_t frames_ = 0;
   std::mutex mu_;
