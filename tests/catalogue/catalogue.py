@@ -17,6 +17,7 @@ own scratch folder, so groups may run in parallel (ctest -j).
 """
 
 import argparse
+import glob
 import json
 import math
 import os
@@ -887,6 +888,17 @@ def _(e, d):
 @case('signal', 'sigint_png_sequence')
 def _(e, d):
     return signal_case(e, d, signal.SIGINT, os.path.join(d, 'out', 'frames') + '/')
+
+
+# ---------------------------------------------------------------------------------------
+# Further groups, one file each: cases_<group>.py beside this one. They are run in this
+# module's namespace (so they use case(), render_args(), Env and the input makers as the
+# groups above do) in name order; a group's ctest entry is in CMakeLists.txt.
+
+for _path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                           'cases_*.py'))):
+    with open(_path) as _f:
+        exec(compile(_f.read(), _path, 'exec'), globals())
 
 
 # ---------------------------------------------------------------------------------------
