@@ -7,7 +7,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PKGS=(
   build-essential cmake ninja-build pkg-config git clang clang-format libclang-rt-14-dev
   libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev ffmpeg libx264-dev
-  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev python3-opencv libjpeg62-turbo-dev
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev python3-opencv libjpeg62-turbo-dev libpng-dev
   libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata
   libdnnl-dev libopenblas-dev libhwy-dev libtbb-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev

@@ -63,8 +63,20 @@ tsan_job() {
       ctest --test-dir build-tsan --output-on-failure -j "$JOBS" -L 'render'
 }
 fuzz_job() {
-  step "fuzz targets (short seeded runs)"
-  bash tools/fuzz.sh --seconds 20
+  # A fixed seed explores the same few paths on every run: take it from the commit instead,
+  # so each landing searches somewhere new, and print it so a finding can be replayed
+  # (bash tools/fuzz.sh --seed S --target NAME). TALKRENDER_FUZZ_SEED overrides it.
+  local seed=${TALKRENDER_FUZZ_SEED:-} from="TALKRENDER_FUZZ_SEED"
+  if [ -z "$seed" ]; then
+    local head
+    if head=$(git rev-parse --short=8 HEAD 2>/dev/null) && [[ "$head" =~ ^[0-9a-f]{8}$ ]]; then
+      seed=$(( 16#$head % 2147483647 + 1 )) from="commit $head"
+    else
+      seed=$(( $(date +%s) % 2147483647 + 1 )) from="the clock (not a git checkout)"
+    fi
+  fi
+  step "fuzz targets (20 s each, seed $seed from $from)"
+  bash tools/fuzz.sh --seconds 20 --seed "$seed"
 }
 
 if [ "${TALKRENDER_SKIP_SANITIZERS:-0}" != 1 ]; then

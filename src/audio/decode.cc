@@ -7,6 +7,7 @@
 #include <string>
 
 #include "audio/audio.h"
+#include "common/checked_math.h"
 #include "common/interrupt.h"
 
 extern "C" {
@@ -43,6 +44,16 @@ double sample_at(const AVFrame* f, bool planar, int channels, int c, int i) {
   const T* p = planar ? reinterpret_cast<const T*>(f->extended_data[c])
                       : reinterpret_cast<const T*>(f->extended_data[0]) + c;
   return static_cast<double>(p[planar ? i : i * channels]);
+}
+
+// ceil(input_total * 16000 / input_rate): the output length so far. Checked, since the input
+// length is as long as the file (or stream) makes it.
+Result<int64_t> output_length(int64_t input_total, int input_rate) {
+  TR_ASSIGN_OR_RETURN(const int64_t scaled,
+                      checked_mul(input_total, int64_t{kSampleRate}, "audio length in samples"));
+  TR_ASSIGN_OR_RETURN(const int64_t rounded,
+                      checked_add(scaled, input_rate - 1, "audio length in samples"));
+  return rounded / input_rate;
 }
 
 // Mixes one decoded frame to mono (mean of channels) into out.
@@ -244,7 +255,7 @@ Status Resampler16k::push(const float* x, size_t n, std::vector<float>* out) {
   TR_RETURN_IF_ERROR(drain(x, n, out));
   // Forward no more than ceil(input so far * 16000 / rate): that never exceeds the final
   // length, so nothing forwarded has to be taken back when finish() trims.
-  const int64_t allowed = (input_total_ * kSampleRate + input_rate_ - 1) / input_rate_;
+  TR_ASSIGN_OR_RETURN(const int64_t allowed, output_length(input_total_, input_rate_));
   const int64_t give =
       std::min<int64_t>(static_cast<int64_t>(held_.size()), allowed - output_total_);
   if (give > 0) {
@@ -258,7 +269,7 @@ Status Resampler16k::push(const float* x, size_t n, std::vector<float>* out) {
 Status Resampler16k::finish(std::vector<float>* out) {
   if (!soxr_) return Status::Ok();
   TR_RETURN_IF_ERROR(drain(nullptr, 0, out));
-  const int64_t target = (input_total_ * kSampleRate + input_rate_ - 1) / input_rate_;
+  TR_ASSIGN_OR_RETURN(const int64_t target, output_length(input_total_, input_rate_));
   const int64_t give = std::max<int64_t>(0, target - output_total_);
   const int64_t from_held = std::min<int64_t>(give, static_cast<int64_t>(held_.size()));
   out->insert(out->end(), held_.begin(), held_.begin() + from_held);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "audio/audio.h"
+#include "common/checked_math.h"
 #include "common/files.h"
 #include "common/interrupt.h"
 #include "common/npy.h"
@@ -114,7 +115,9 @@ void generator_window_into(const Tensor& P, int64_t frame, float* out) {
 }
 
 Result<int64_t> block_size_for(const Shape& audio_shape) {
-  const int64_t size = shape_numel(audio_shape);
+  // The shape comes from the model file: a negative or overflowing one is an error here, not
+  // a saturated count that happens to fail the multiple-of-16 test.
+  TR_ASSIGN_OR_RETURN(const int64_t size, checked_numel(audio_shape, "audio input"));
   if (audio_shape.empty() || size <= 0 || size % kContextRows != 0) {
     return BadInput("audio input " + shape_str(audio_shape) +
                     " is not 16 blocks of features (its size must be a multiple of 16)");
@@ -164,7 +167,15 @@ Result<Shape> read_sidecar_shape(const std::string& json_path) {
     return BadInput(json_path +
                     ": \"num_frames\" disagrees with \"shape\"[0] = " + std::to_string(shape[0]));
   }
-  const int64_t block = shape_numel(shape) / std::max<int64_t>(1, shape[0]);
+  // Checked before any division or byte count: the sidecar is untrusted, and a saturated or
+  // wrapped product would show through as a nonsense row size (or be undefined behaviour).
+  // The row shape is checked on its own too, since a zero row count hides its size.
+  TR_RETURN_IF_ERROR(checked_bytes(shape, sizeof(float), json_path + ": \"shape\"").status());
+  if (!checked_bytes(Shape(shape.begin() + 1, shape.end()), sizeof(float)).ok()) {
+    return BadInput(json_path + ": \"shape\" " + shape_str(shape) +
+                    " declares rows too large to address (their size overflows a 64-bit count)");
+  }
+  const int64_t block = shape_numel(Shape(shape.begin() + 1, shape.end()));
   if (j.contains("feature_size") && shape[0] > 0 &&
       (!j["feature_size"].is_number_integer() || j["feature_size"].get<int64_t>() != block)) {
     return BadInput(json_path + ": \"feature_size\" disagrees with the row size " +
@@ -197,13 +208,17 @@ Result<Tensor> read_feature_file(const std::string& path, int64_t expected_block
     } else {
       return BadInput(path + ": raw features need a shape sidecar " + json_path);
     }
-    const int64_t row_bytes = shape_numel(shape) / std::max<int64_t>(1, shape[0]) * 4;
+    // Both products were checked (read_sidecar_shape), or come from the model's block size;
+    // checked again here so that no path reaches the division with a wrapped number.
+    TR_ASSIGN_OR_RETURN(const size_t total_bytes, checked_bytes(shape, sizeof(float), path));
+    TR_ASSIGN_OR_RETURN(const size_t row_bytes,
+                        checked_bytes(Shape(shape.begin() + 1, shape.end()), sizeof(float), path));
     if (row_bytes == 0 || bytes.size() % row_bytes != 0) {
       return BadInput(path + ": " + std::to_string(bytes.size()) +
                       " bytes is not a whole number of rows of " + std::to_string(row_bytes) +
                       " bytes (float32 " + shape_str(Shape(shape.begin() + 1, shape.end())) + ")");
     }
-    if (static_cast<int64_t>(bytes.size()) != shape_numel(shape) * 4) {
+    if (bytes.size() != total_bytes) {
       return BadInput(path + ": holds " + std::to_string(bytes.size() / row_bytes) + " rows but " +
                       json_path + " says " + shape_str(shape));
     }

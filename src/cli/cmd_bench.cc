@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "common/interrupt.h"
 #include "io/package.h"
@@ -235,7 +236,15 @@ int cmd_bench(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--cache-mb", o.cache_mb, "frame cache bound in MiB (0 = every frame)")
       ->capture_default_str();
-  app.add_option("--backend", backend, "runtime backend: cpu, ref")->capture_default_str();
+  app.add_option("--device,--backend", backend,
+                 "runtime: cpu, cuda or ref (--backend is the old name)")
+      ->capture_default_str();
+  std::string precision;
+  app.add_option(
+      "--precision", precision,
+      "runtime precision: fp32, bf16 (cpu: needs native bf16, AVX512_BF16 or AMX; exit 2 "
+      "without), fp16 (cuda) or auto (bf16 where the cpu has it natively; cuda fp16). "
+      "Default: fp32");
   app.add_option("--load-rounds", load_rounds,
                  "rounds of the package-load vs ffmpeg comparison (0 skips it)")
       ->capture_default_str();
@@ -248,11 +257,7 @@ int cmd_bench(int argc, char** argv) {
       "chunks; ceiling_fps likewise over its chunks of predict() alone. infer_ms, composite_ms "
       "and encode_ms are per frame: time inside predict, CPU time of compositing summed over "
       "workers, and time the writer spent in the encoder.");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
+  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
   auto batches = parse_list("--batches", batches_arg);
   if (!batches.ok()) return fail(batches.error());
   auto workers = parse_list("--workers", workers_arg);
@@ -264,6 +269,11 @@ int cmd_bench(int argc, char** argv) {
   auto be = nn::parse_backend(backend);
   if (!be.ok()) return fail(be.error());
   o.backend = *be;
+  if (!precision.empty()) {
+    auto p = nn::parse_precision(precision);
+    if (!p.ok()) return fail(p.error());
+    o.precision = *p;
+  }
   o.frames = frames;
 
   auto loaded = render::load_render_inputs(o);
@@ -307,7 +317,8 @@ int cmd_bench(int argc, char** argv) {
   } cleanup{tmp_root};
 
   for (int b : *batches) {
-    auto predictor = render::make_predictor(in.model, o.backend, o.threads);
+    auto predictor = render::make_predictor(in.model, o.backend, o.threads,
+                                            /*release_weights=*/false, render::render_precision(o));
     if (!predictor.ok()) return fail(predictor.error());
     // Whole batches only, in both measurements: the pipeline pads a short last batch, which
     // would charge it for frames it does not count.
@@ -322,6 +333,10 @@ int cmd_bench(int argc, char** argv) {
       std::vector<Row> runs;
       // One pipeline run of `frames` frames into a fresh temporary output (deleted after).
       auto pipeline_run = [&](int64_t frames) -> Result<render::PipelineStats> {
+        render::RenderJobOptions ro = o;
+        ro.batch = b;
+        ro.workers = w;
+        ro.frames = frames;  // also cuts the MP4's audio at this chunk's end
         std::shared_ptr<render::FrameSink> sink;
         const fs::path out = tmp_root / ("b" + std::to_string(b) + "w" + std::to_string(w));
         if (out_format == "none") {
@@ -333,13 +348,9 @@ int cmd_bench(int argc, char** argv) {
           sink = render::make_writer_sink(std::move(writer), out.string());
         } else {
           TR_ASSIGN_OR_RETURN(auto writer, io::create_mp4_writer(out.string() + ".mp4",
-                                                                 render::mp4_options(in, o)));
+                                                                 render::mp4_options(in, ro)));
           sink = render::make_writer_sink(std::move(writer), out.string() + ".mp4");
         }
-        render::RenderJobOptions ro = o;
-        ro.batch = b;
-        ro.workers = w;
-        ro.frames = frames;
         render::PipelineOptions po = render::pipeline_options(in, ro);
         auto stats = render::run_pipeline(in.avatar, in.windows, *predictor, sink, po);
         fs::remove_all(out, ec);

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "common/files.h"
 #include "common/interrupt.h"
@@ -121,6 +122,7 @@ int cmd_demo(int argc, char** argv) {
   render::DemoPackageOptions pkg;
   std::string text = kDefaultText, workdir, report_json;
   int seed = 1234;
+  bool json = false, verbose = false;
   o.out_path = "demo.mp4";
   CLI::App app{
       "Make a synthetic avatar package (a drawn head, gently moving), speech with espeak-ng "
@@ -130,8 +132,11 @@ int cmd_demo(int argc, char** argv) {
       "NOTE: untrained (random) weights draw a flat mouth box: the demo shows the engine "
       "(timing, compositing, audio sync), not lip-sync quality.",
       "talkrender demo"};
-  app.add_option("--out,-o", o.out_path, "output MP4 (default demo.mp4)");
-  app.add_flag("--overwrite", o.overwrite, "replace an existing output");
+  app.add_option("--out,-o", o.out_path,
+                 "output (default demo.mp4); DIR/ or NAME_%06d.png for an image sequence, as "
+                 "in render");
+  app.add_flag("--overwrite", o.overwrite,
+               "replace an existing output (for a sequence: only files named like its frames)");
   app.add_option("--avatar-frames", pkg.frames, "frames of the synthetic avatar (default 150)")
       ->check(CLI::Range(2, 5000));
   app.add_option("--text", text, "what the avatar says");
@@ -143,17 +148,22 @@ int cmd_demo(int argc, char** argv) {
   app.add_option("--batch", o.batch, "frames per inference batch");
   app.add_option("--workers", o.workers, "compositing threads (default 2)");
   app.add_option("--threads", o.threads, "runtime threads (default 0 = one per core)");
-  app.add_option("--report-json", report_json, "also write the report as JSON to FILE");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
+  app.add_option("--report-json", report_json, "write the report as JSON to FILE");
+  app.add_flag("--json", json, "print the report as JSON on stdout");
+  add_verbose_flag(app, &verbose);
+  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+  apply_verbose(verbose);
+  // The outputs are checked before the inputs are made (seconds of work); the render
+  // checks the rest again.
+  auto target = render::resolve_output(o.out_path, o.image_format);
+  if (!target.ok()) return report_error(app, target.error());
+  if (Status s = render::check_output_target(*target, o.overwrite, {}); !s.ok()) {
+    return report_error(app, s.error());
   }
-  if (path_exists(o.out_path) && !o.overwrite) {
-    std::fprintf(stderr, "talkrender demo: %s exists; pass --overwrite to replace it\n",
-                 o.out_path.c_str());
-    return 2;
+  if (!report_json.empty()) {
+    if (Status s = check_can_create_in(parent_dir_of(report_json), report_json); !s.ok()) {
+      return report_error(app, s.error());
+    }
   }
 
   const bool keep = !workdir.empty();
@@ -189,7 +199,7 @@ int cmd_demo(int argc, char** argv) {
   if (!r.ok()) return fail(r.error());
   cleanup();
   std::fputs(r->to_text().c_str(), stderr);
-  std::fprintf(stderr, "%s\n", r->to_json().dump().c_str());
+  if (json) std::printf("%s\n", r->to_json().dump().c_str());
   if (!report_json.empty()) {
     Status w = write_file_atomic(report_json, r->to_json().dump(2) + "\n");
     if (!w.ok()) {

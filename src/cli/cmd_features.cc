@@ -1,16 +1,12 @@
-// talkrender features --audio FILE --audio-encoder E.onnx --out P.npy: the padded
+// talkrender features --audio FILE --audio-encoder E.onnx --out P.npy|P.bin: the padded
 // audio-encoder feature matrix P [n + 2, 512] (model contract section 4 steps 1-11).
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 
 #include "audio/audio.h"
+#include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "common/npy.h"
-
-extern "C" {
-#include <libavutil/log.h>
-}
 #include "nn/nn.h"
 
 namespace tr::cli {
@@ -28,32 +24,37 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 int cmd_features(int argc, char** argv) {
-  CLI::App app{"Audio file -> padded audio-encoder features P [n + 2, 512] float32 (.npy).",
-               "talkrender features"};
+  CLI::App app{
+      "Audio file -> padded audio-encoder features P [n + 2, 512] float32, as .npy or as "
+      ".bin + .json (the layout render --features and the sample package's aud_ave use).",
+      "talkrender features"};
   std::string audio_path, encoder_path, out_path, backend = "cpu";
   int64_t batch = 64;
   int threads = 0;
-  bool no_pad = false;
+  bool no_pad = false, verbose = false;
   app.add_option("--audio", audio_path, "audio file (anything FFmpeg decodes)")->required();
   app.add_option("--audio-encoder", encoder_path, "audio encoder .onnx ([B,1,80,16] -> [B,512])")
       ->required();
-  app.add_option("--out", out_path, "output .npy, [n + 2, 512] float32")->required();
+  app.add_option("--out", out_path,
+                 "output [n + 2, 512] float32, written as its extension says: P.npy, or P.bin "
+                 "(raw) with its shape in P.json; other extensions are refused")
+      ->required();
   app.add_option("--batch", batch, "encoder windows per run (bounds memory)")
       ->capture_default_str();
-  app.add_option("--backend", backend, "model runtime backend: cpu, ref, cuda")
+  app.add_option("--device,--backend", backend,
+                 "model runtime: cpu, cuda or ref (--backend is the old name)")
       ->capture_default_str();
-  app.add_option("--threads", threads, "runtime threads (0 = one per core)")->capture_default_str();
+  app.add_option("--threads", threads, "runtime threads, >= 0 (0 = one per core)")
+      ->capture_default_str();
   app.add_flag("--no-pad", no_pad, "write F [n, 512] without repeating the first and last rows");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
-  // Errors are reported as one line naming the file; FFmpeg's own chatter would add more.
-  av_log_set_level(AV_LOG_FATAL);
-  if (batch < 1) return fail(BadInput("--batch must be >= 1"));
+  add_verbose_flag(app, &verbose);
+  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+  apply_verbose(verbose);
+  if (batch < 1) return fail(BadInput("--batch must be >= 1, got " + std::to_string(batch)));
+  if (threads < 0) return fail(BadInput("--threads must be >= 0, got " + std::to_string(threads)));
   auto backend_kind = nn::parse_backend(backend);
   if (!backend_kind.ok()) return fail(backend_kind.error());
+  if (Status s = check_matrix_output(out_path); !s.ok()) return fail(s.error());
 
   const auto t0 = std::chrono::steady_clock::now();
   audio::AudioInfo info;
@@ -81,7 +82,7 @@ int cmd_features(int argc, char** argv) {
                     : Error{features.error().kind, audio_path + ": " + features.error().message});
   const double encode_s = seconds_since(t2);
   const Tensor padded = audio::pad_features(*features, opts.repeat_ends);
-  Status st = write_npy(out_path, padded);
+  Status st = write_matrix(out_path, padded, /*rows_are_frames=*/true);
   if (!st.ok()) return fail(st.error());
 
   const double audio_s = samples->size() / double(audio::kSampleRate);

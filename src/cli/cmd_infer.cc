@@ -1,12 +1,15 @@
 // talkrender infer --model M.onnx --input NAME=FILE.npy [--input ...] --out OUT.npy
-//                  [--backend ref|cpu|cuda] [--device cpu|cuda] [--precision fp16|bf16|fp32]
+//                  [--backend ref|cpu|cuda] [--device cpu|cuda]
+//                  [--precision fp32|bf16|fp16|auto]
 //                  [--threads N]
 // Runs a model once on .npy inputs and writes its first output (atomically).
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "common/npy.h"
 #include "nn/nn.h"
@@ -31,16 +34,13 @@ int cmd_infer(int argc, char** argv) {
   app.add_option("--input", input_specs, "NAME=FILE.npy, once per model input")->required();
   app.add_option("--out", out_path, "where to write the first output (.npy)")->required();
   app.add_option("--backend", backend, "ref, cpu or cuda")->capture_default_str();
-  std::string device, precision = "fp16";
+  std::string device, precision;
   app.add_option("--device", device, "cpu or cuda (sets --backend)");
-  app.add_option("--precision", precision, "cuda activations: fp16, bf16 or fp32")
-      ->capture_default_str();
+  app.add_option("--precision", precision,
+                 "activations: cpu fp32 (default) or bf16 (CPUs with native bf16); cuda fp16 "
+                 "(default), bf16 or fp32; auto: bf16 where the cpu has it natively");
   app.add_option("--threads", threads, "runtime threads (0 = one per core)")->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
+  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
   if (threads < 0) return fail(BadInput("--threads must be >= 0"));
   if (!device.empty()) {
     if (device != "cpu" && device != "cuda") {
@@ -48,10 +48,17 @@ int cmd_infer(int argc, char** argv) {
     }
     backend = device;
   }
-  auto precision_kind = nn::parse_precision(precision);
-  if (!precision_kind.ok()) return fail(precision_kind.error());
+  std::optional<nn::Precision> precision_kind;
+  if (!precision.empty()) {
+    auto parsed = nn::parse_precision(precision);
+    if (!parsed.ok()) return fail(parsed.error());
+    precision_kind = *parsed;
+  }
   auto backend_kind = nn::parse_backend(backend);
   if (!backend_kind.ok()) return fail(backend_kind.error());
+  // Before loading: a precision this machine cannot run is a usage error (exit 2).
+  if (auto p = nn::resolve_precision(*backend_kind, precision_kind); !p.ok())
+    return fail(p.error());
 
   auto model = nn::Model::load(model_path);
   if (!model.ok()) return fail(model.error());
@@ -79,7 +86,7 @@ int cmd_infer(int argc, char** argv) {
   nn::SessionOptions opts;
   opts.backend = *backend_kind;
   opts.threads = threads;
-  opts.precision = *precision_kind;
+  opts.precision = precision_kind;
   auto session = nn::Session::create(*model, opts);
   if (!session.ok()) return fail(session.error());
   auto outputs = (*session)->run(inputs);

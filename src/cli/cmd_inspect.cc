@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "io/package.h"
 #include "nn/nn.h"
@@ -47,16 +48,14 @@ int cmd_inspect(int argc, char** argv) {
   int threads = 0;
   app.add_option("--package", dir, "avatar package directory")->required();
   app.add_flag("--decode", decode,
-               "also decode every frame into RAM (as render does) and report the time");
+               "also decode every frame into RAM as render holds it (compact YUV, the frame "
+               "store) and report the time and the memory");
   app.add_option("--threads", threads, "decoder threads for --decode (0 = one per core)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
+  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
 
   io::PackageOptions opts;
   opts.decode_frames = decode;
+  opts.frame_store = true;  // as render: frames kept as the decoder's YUV, BGR per use
   opts.decode.threads = threads;
   const auto start = std::chrono::steady_clock::now();
   auto pkg = io::open_package(dir, opts);
@@ -70,6 +69,7 @@ int cmd_inspect(int argc, char** argv) {
   std::printf("package: %s\n", p.dir.c_str());
   std::printf("frames:  %d, %dx%d, %g fps (%d/%d), %.2f s\n", p.frame_count, p.width, p.height,
               p.fps, p.fps_num, p.fps_den, p.frame_count / p.fps);
+  std::printf("         the video's own rate; renders run at the model's (25 fps, wenet 20)\n");
   std::printf("rects:   %zu, width %d..%d, height %d..%d\n", p.rects.size(), p.min_rect_w,
               p.max_rect_w, p.min_rect_h, p.max_rect_h);
   auto opt = [](const std::string& path) { return path.empty() ? "absent" : "present"; };
@@ -80,10 +80,13 @@ int cmd_inspect(int argc, char** argv) {
   else
     std::printf("aud_ave.bin:         %d rows x 512 (renders %d frames)\n", p.aud_ave_rows,
                 p.aud_ave_rows);
-  if (decode) {
-    const double mib = double(p.frame_count) * p.width * p.height * 3 / (1024.0 * 1024.0);
-    std::printf("decoded: %d frames in %.3f s (%.1f fps incl. validation), %.0f MiB BGR\n",
-                p.frame_count, secs, p.frame_count / secs, mib);
+  if (decode && p.store) {
+    const double mib = p.store->resident_bytes() / (1024.0 * 1024.0);
+    const double bgr_mib = double(p.frame_count) * p.width * p.height * 3 / (1024.0 * 1024.0);
+    std::printf(
+        "decoded: %d frames in %.3f s (%.1f fps incl. validation); render holds them in "
+        "%.1f MiB (YUV, converted per use; %.1f MiB as BGR; --cache-mb bounds it)\n",
+        p.frame_count, secs, p.frame_count / secs, mib, bgr_mib);
   }
 
   // Models: the two the renderer looks for, plus any other .onnx in models/.

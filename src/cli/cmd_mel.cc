@@ -1,33 +1,30 @@
-// talkrender mel --audio FILE --out mel.npy: the normalised mel spectrogram [80, T].
+// talkrender mel --audio FILE --out mel.npy|mel.bin: the normalised mel spectrogram [80, T].
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 
 #include "audio/audio.h"
+#include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "common/npy.h"
-
-extern "C" {
-#include <libavutil/log.h>
-}
 
 namespace tr::cli {
 
 int cmd_mel(int argc, char** argv) {
   CLI::App app{
-      "Audio file -> normalised mel spectrogram [80, T] float32 (.npy), "
+      "Audio file -> normalised mel spectrogram [80, T] float32 (.npy, or .bin + .json), "
       "model contract section 4 steps 1-7.",
       "talkrender mel"};
   std::string audio_path, out_path;
+  bool verbose = false;
   app.add_option("--audio", audio_path, "audio file (anything FFmpeg decodes)")->required();
-  app.add_option("--out", out_path, "output .npy, [80, T] float32")->required();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
-  // Errors are reported as one line naming the file; FFmpeg's own chatter would add more.
-  av_log_set_level(AV_LOG_FATAL);
+  app.add_option("--out", out_path,
+                 "output [80, T] float32, written as its extension says: mel.npy, or mel.bin "
+                 "(raw) with its shape in mel.json; other extensions are refused")
+      ->required();
+  add_verbose_flag(app, &verbose);
+  if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+  apply_verbose(verbose);
+  if (Status s = check_matrix_output(out_path); !s.ok()) return report_error(app, s.error());
   const auto start = std::chrono::steady_clock::now();
   audio::AudioInfo info;
   auto samples = audio::load_audio(audio_path, &info);
@@ -36,7 +33,7 @@ int cmd_mel(int argc, char** argv) {
     return samples.error().exit_code();
   }
   const Tensor mel = audio::compute_mel(*samples);
-  Status st = write_npy(out_path, mel);
+  Status st = write_matrix(out_path, mel);
   if (!st.ok()) {
     std::fprintf(stderr, "talkrender mel: %s\n", st.message().c_str());
     return st.error().exit_code();

@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "common/interrupt.h"
+#include "io/av_util.h"
 
 namespace {
 
@@ -38,10 +39,14 @@ constexpr Command kCommands[] = {
 void usage(FILE* out) {
   std::fprintf(out,
                "talkrender: lip-synced talking-head video from speech audio\n\n"
-               "usage: talkrender <command> [options]   (talkrender <command> --help)\n\n"
+               "usage: talkrender <command> [options]   (talkrender <command> --help)\n"
+               "       talkrender --version | --help\n\n"
                "commands:\n");
   for (const auto& c : kCommands) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
   std::fprintf(out,
+               "\noptions:\n"
+               "  --help       this list\n"
+               "  --version    the version\n"
                "\nexit codes: 0 ok, 2 bad input or usage, 3 runtime or I/O failure, "
                "130 interrupted\n");
 }
@@ -77,10 +82,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   tr::install_interrupt_handlers();
+  // FFmpeg's own log stays quiet (talkrender reports errors itself); a command's --verbose
+  // turns it on.
+  tr::io::set_ffmpeg_log_level(false);
   for (const auto& c : kCommands) {
     if (std::string(argv[1]) == c.name) return c.run(argc - 1, argv + 1);
   }
-  std::fprintf(stderr, "talkrender: unknown command '%s'\n\n", argv[1]);
-  usage(stderr);
+  std::fprintf(stderr, "talkrender: unknown command '%s' (see talkrender --help)\n", argv[1]);
   return 2;
 }

@@ -6,6 +6,7 @@
 #include <iterator>
 #include <vector>
 
+#include "common/checked_math.h"
 #include "common/files.h"
 
 namespace tr {
@@ -110,14 +111,12 @@ Result<Tensor> parse_npy(const void* data, size_t size, const std::string& name)
     shape.push_back(v);
   }
   if (shape.size() > 8) return BadInput(name + ": .npy rank above 8 is not supported");
-  // Overflow-safe element count.
-  int64_t numel = 1;
-  for (int64_t d : shape) {
-    if (d != 0 && numel > (int64_t(1) << 40) / d) return BadInput(name + ": .npy too large");
-    numel *= d;
-  }
+  // Checked element and byte counts (the header is untrusted); the file's own size then
+  // bounds what is allocated.
+  TR_ASSIGN_OR_RETURN(const int64_t numel, checked_numel(shape, name + ": .npy shape"));
+  TR_ASSIGN_OR_RETURN(const size_t need,
+                      checked_bytes(shape, dtype_size(dt), name + ": .npy shape"));
   size_t payload = off + header_len;
-  size_t need = size_t(numel) * dtype_size(dt);
   if (size - payload < need)
     return BadInput(name + ": truncated .npy data: header says " + shape_str(shape) + " " +
                     dtype_name(dt) + " (" + std::to_string(need) + " bytes), file holds " +

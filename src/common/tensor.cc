@@ -70,7 +70,12 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   for (int64_t d : shape_) assert(d >= 0);
   // A saturated element count (shape_numel) or a byte count past size_t cannot be allocated;
   // without this check the wrapped size would allocate a small buffer and writes would run
-  // past it. Callers check shapes from files before getting here (infer_node).
+  // past it. Callers check shapes from files before getting here (checked_numel and
+  // checked_bytes, infer_node); this is the last line, also in release builds where the
+  // assert is gone (two negative dimensions would make a positive count).
+  for (int64_t d : shape_) {
+    if (d < 0) throw std::bad_alloc();
+  }
   if (numel() == INT64_MAX || static_cast<uint64_t>(numel()) > SIZE_MAX / 64 / dtype_size(dtype_)) {
     throw std::bad_alloc();
   }

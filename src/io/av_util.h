@@ -52,7 +52,8 @@ using PacketPtr = std::unique_ptr<AVPacket, PacketDeleter>;
 using SwsPtr = std::unique_ptr<SwsContext, SwsDeleter>;
 using SwrPtr = std::unique_ptr<SwrContext, SwrDeleter>;
 
-// FFmpeg logs to stderr by default; talkrender reports errors itself.
+// FFmpeg logs to stderr by default; talkrender reports errors itself. Does nothing after
+// set_ffmpeg_log_level(true).
 void quiet_logs();
 
 // Decoder/encoder thread count for `requested` (0 = one per core).
@@ -61,6 +62,10 @@ int thread_count(int requested);
 }  // namespace tr::io::av
 
 namespace tr::io {
+// FFmpeg's own log: quiet (the default; errors are reported by talkrender), or on stderr
+// at info level (the CLI's --verbose). Process-wide.
+void set_ffmpeg_log_level(bool verbose);
+
 // True when `m` is a continuous rows x cols CV_8UC3 image followed by enough spare bytes
 // for swscale's vector loads/stores (see allocate_bgr_frame in video_reader.h).
 bool has_padding(const cv::Mat& m, int rows, int cols);

@@ -39,17 +39,39 @@ class FrameWriter {
 inline constexpr const char* kDefaultX264Preset = "superfast";
 
 struct Mp4Options {
-  int width = 0, height = 0;      // required, even numbers (yuv420p)
-  int fps_num = 25, fps_den = 1;  // use the package's fps
+  // The size of the frames given to write_frame (required). H.264 in 4:2:0 needs even
+  // sizes: an odd width or height is padded by one column or row that repeats the edge
+  // pixels (mp4_encoded_size), never cropped, so no pixel of the frame is lost.
+  int width = 0, height = 0;
+  int fps_num = 25, fps_den = 1;  // the render's frame rate: the model's (25, wenet 20)
   int crf = 20;
   std::string preset = kDefaultX264Preset;
   int threads = 0;  // x264 threads; 0 = sized to the machine (1 on 1-2 cores, else x264 auto)
   std::string audio_path;  // any format FFmpeg reads; empty = no audio track
   int audio_bitrate = 128000;
+  // false (the default): the whole audio file is muxed, never cut; finish() fails if it
+  // outlasts the video by more than kMaxAudioOverhangFrames (the render made too few
+  // frames for the speech: a bug, not something to hide). true: the audio stops at the
+  // video's end, for a render the user asked to be shorter than the speech (--frames).
+  bool cut_audio_at_video_end = false;
 };
 
+// How far the audio may run past the last video frame, in frames. The contract's frame
+// count for ave (n + 2 frames of 40 ms for T mel columns, model-contract.md section 4)
+// ends the video less than two frames before the speech: video (floor((T-16)*25/80) + 4)
+// / 25 s > T/80 - 0.08 s, audio < T/80 s. The reference muxes the same way (the player
+// holds the last frame for those few milliseconds).
+inline constexpr int kMaxAudioOverhangFrames = 2;
+
+// The size an MP4 of width x height frames is encoded at: each dimension rounded up to
+// even (the extra column / row repeats the last one).
+cv::Size mp4_encoded_size(int width, int height);
+
 // Audio is decoded and resampled as needed, AAC-encoded and muxed interleaved while frames
-// arrive; at finish() it is trimmed or padded with silence to the video's duration.
+// arrive. finish() checks the file it wrote, read back: the video lasts frames / fps; the
+// audio lasts as long as the input (within one AAC frame), or up to the video's end with
+// cut_audio_at_video_end; and it does not outlast the video (kMaxAudioOverhangFrames).
+// A failed check is kRuntime naming the file, and nothing is left at the path.
 Result<std::unique_ptr<FrameWriter>> create_mp4_writer(const std::string& path,
                                                        const Mp4Options& opts);
 

@@ -1,7 +1,7 @@
 // Image-sequence output: DIR/frame_%06d.{png,jpg}, written into a temporary sibling
 // directory by a few encoder threads (PNG/JPEG compression is the slow part) and renamed
-// to DIR by finish(). PNG through OpenCV; JPEG through libjpeg-turbo (io/jpeg_file.h says
-// why).
+// to DIR by finish(). PNG through libpng (io/png_file.cc says why); JPEG through
+// libjpeg-turbo (io/jpeg_file.h says why).
 #include <unistd.h>
 
 #include <condition_variable>
@@ -9,7 +9,6 @@
 #include <deque>
 #include <filesystem>
 #include <mutex>
-#include <opencv2/imgcodecs.hpp>
 #include <thread>
 #include <vector>
 
@@ -17,6 +16,7 @@
 #include "io/av_util.h"
 #include "io/frame_writer.h"
 #include "io/jpeg_file.h"
+#include "io/png_file.h"
 
 namespace tr::io {
 namespace {
@@ -142,21 +142,11 @@ class ImageSequenceWriter final : public FrameWriter {
       space_.notify_one();
       Status written = opts_.format == ImageFormat::kJpg
                            ? write_jpeg_bgr(job.path, job.image, opts_.jpeg_quality)
-                           : write_png(job.path, job.image);
+                           : write_png_bgr(job.path, job.image, opts_.png_compression);
       std::lock_guard lock(mu_);
       if (!written.ok() && status_.ok()) status_ = written;
       free_.push_back(std::move(job.image));
     }
-  }
-
-  Status write_png(const std::string& path, const cv::Mat& image) const {
-    bool ok = false;
-    try {  // imwrite reports some failures by throwing cv::Exception
-      ok = cv::imwrite(path, image, {cv::IMWRITE_PNG_COMPRESSION, opts_.png_compression});
-    } catch (const cv::Exception&) {
-      ok = false;
-    }
-    return ok ? Status::Ok() : RuntimeError(path + ": cannot write image");
   }
 
   Status stop_workers() {

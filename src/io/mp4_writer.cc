@@ -2,9 +2,13 @@
 //
 // Audio is pulled from the input file as video frames arrive (so memory stays bounded and
 // the file is interleaved): after video frame i, audio is encoded up to the end time of that
-// frame. finish() trims the audio at the video's duration or pads it with silence.
+// frame. finish() encodes the rest of the audio (all of it: the speech is never cut, unless
+// the caller asked for cut_audio_at_video_end), then reads the finished file back and
+// checks its durations before renaming it into place.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <thread>
 
 #include "common/files.h"
@@ -14,6 +18,14 @@
 
 namespace tr::io {
 namespace {
+
+// "1.234" and "1.234 s", for messages.
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", v);
+  return buf;
+}
+std::string secs(double s) { return num(s) + " s"; }
 
 // Decodes an audio file and resamples it to the encoder's format, rate and layout.
 class AudioSource {
@@ -62,6 +74,8 @@ class AudioSource {
 
   AVAudioFifo* fifo() { return fifo_; }
   bool exhausted() const { return done_; }
+  // Samples the resampler has produced so far: the whole input, once exhausted().
+  int64_t samples_out() const { return samples_out_; }
 
   // Decodes until the FIFO holds at least `samples` or the input ends.
   Status fill(int samples) {
@@ -120,6 +134,8 @@ class AudioSource {
       s = RuntimeError(path_ + ": resampling failed: " + av::err_str(got));
     else if (got > 0 && av_audio_fifo_write(fifo_, (void**)buf, got) < got)
       s = RuntimeError(path_ + ": out of memory");
+    else
+      samples_out_ += got;
     av_freep(&buf[0]);
     av_freep(&buf);
     return s;
@@ -144,6 +160,7 @@ class AudioSource {
   AVAudioFifo* fifo_ = nullptr;
   int stream_ = -1;
   bool done_ = false;
+  int64_t samples_out_ = 0;
   int out_channels_ = 2;
   AVSampleFormat out_fmt_ = AV_SAMPLE_FMT_FLTP;
 };
@@ -157,9 +174,10 @@ class Mp4Writer final : public FrameWriter {
     path_ = path;
     opts_ = o;
     tmp_path_ = temp_path_for(path);
-    if (o.width <= 0 || o.height <= 0 || o.width % 2 || o.height % 2)
+    if (o.width <= 0 || o.height <= 0)
       return BadInput(path + ": frame size " + std::to_string(o.width) + "x" +
-                      std::to_string(o.height) + " must be positive and even (yuv420p)");
+                      std::to_string(o.height) + " must be positive");
+    encoded_ = mp4_encoded_size(o.width, o.height);
     if (o.fps_num <= 0 || o.fps_den <= 0) return BadInput(path + ": invalid frame rate");
     if (o.crf < 0 || o.crf > 51) return BadInput(path + ": crf must be in 0..51");
 
@@ -189,14 +207,21 @@ class Mp4Writer final : public FrameWriter {
     int rc = av_frame_make_writable(yuv_.get());
     if (rc < 0) return RuntimeError(path_ + ": out of memory");
     // swscale may read a few bytes past the last row: stage frames that lack the slack.
+    // An odd size is padded to even here by repeating the last column / row. ISOLATED: a
+    // frame that is a view into a larger buffer (decoded frames have spare rows) must not
+    // borrow that buffer's bytes as its border.
     const cv::Mat* src_mat = &bgr;
-    if (!has_padding(bgr, bgr.rows, bgr.cols)) {
+    if (encoded_.width != bgr.cols || encoded_.height != bgr.rows) {
+      cv::copyMakeBorder(bgr, staging_, 0, encoded_.height - bgr.rows, 0, encoded_.width - bgr.cols,
+                         cv::BORDER_REPLICATE | cv::BORDER_ISOLATED);
+      src_mat = &staging_;
+    } else if (!has_padding(bgr, bgr.rows, bgr.cols)) {
       bgr.copyTo(staging_);
       src_mat = &staging_;
     }
     const uint8_t* src[4] = {src_mat->data, nullptr, nullptr, nullptr};
     int src_stride[4] = {static_cast<int>(src_mat->step[0]), 0, 0, 0};
-    sws_scale(sws_.get(), src, src_stride, 0, bgr.rows, yuv_->data, yuv_->linesize);
+    sws_scale(sws_.get(), src, src_stride, 0, src_mat->rows, yuv_->data, yuv_->linesize);
     yuv_->pts = frames_;
     TR_RETURN_IF_ERROR(encode(venc_.get(), vstream_, yuv_.get()));
     ++frames_;
@@ -235,8 +260,8 @@ class Mp4Writer final : public FrameWriter {
     venc_.reset(avcodec_alloc_context3(codec));
     if (!venc_) return RuntimeError(path_ + ": out of memory");
     AVCodecContext* c = venc_.get();
-    c->width = opts_.width;
-    c->height = opts_.height;
+    c->width = encoded_.width;
+    c->height = encoded_.height;
     c->pix_fmt = AV_PIX_FMT_YUV420P;
     c->time_base = AVRational{opts_.fps_den, opts_.fps_num};
     c->framerate = AVRational{opts_.fps_num, opts_.fps_den};
@@ -268,16 +293,16 @@ class Mp4Writer final : public FrameWriter {
     yuv_.reset(av_frame_alloc());
     if (!yuv_) return RuntimeError(path_ + ": out of memory");
     yuv_->format = AV_PIX_FMT_YUV420P;
-    yuv_->width = opts_.width;
-    yuv_->height = opts_.height;
+    yuv_->width = encoded_.width;
+    yuv_->height = encoded_.height;
     yuv_->colorspace = c->colorspace;
     yuv_->color_range = c->color_range;
     if (av_frame_get_buffer(yuv_.get(), 0) < 0) return RuntimeError(path_ + ": out of memory");
-    sws_.reset(sws_getContext(opts_.width, opts_.height, AV_PIX_FMT_BGR24, opts_.width,
-                              opts_.height, AV_PIX_FMT_YUV420P, SWS_BICUBIC, nullptr, nullptr,
+    sws_.reset(sws_getContext(encoded_.width, encoded_.height, AV_PIX_FMT_BGR24, encoded_.width,
+                              encoded_.height, AV_PIX_FMT_YUV420P, SWS_BICUBIC, nullptr, nullptr,
                               nullptr));
     if (!sws_) return RuntimeError(path_ + ": cannot set up BGR -> YUV conversion");
-    staging_ = allocate_bgr_frame(opts_.height, opts_.width);
+    staging_ = allocate_bgr_frame(encoded_.height, encoded_.width);
     return Status::Ok();
   }
 
@@ -337,8 +362,9 @@ class Mp4Writer final : public FrameWriter {
     return av_rescale(n * opts_.fps_den, aenc_->sample_rate, opts_.fps_num);
   }
 
-  // Encodes audio up to `target` samples. Not final: only whole encoder frames that end at
-  // or before the target. Final: exactly `target` samples, silence after the input's end.
+  // Encodes audio up to `target` samples or the input's end, whichever comes first. Not
+  // final: only whole encoder frames. Final: the last, shorter frame too. Never pads: the
+  // audio track holds exactly the input's samples (or its first `target`).
   Status pump_audio(int64_t target, bool final) {
     const int frame_size = aenc_->frame_size > 0 ? aenc_->frame_size : 1024;
     for (;;) {
@@ -348,16 +374,20 @@ class Mp4Writer final : public FrameWriter {
       if (n < frame_size && !final) return Status::Ok();
       TR_RETURN_IF_ERROR(audio_->fill(n));
       AVAudioFifo* fifo = audio_->fifo();
+      const int available = av_audio_fifo_size(fifo);
+      if (available < n) {  // fill() stops short only at the input's end
+        if (!final || available == 0) return Status::Ok();
+        n = available;
+      }
       aframe_->nb_samples = n;
       aframe_->format = aenc_->sample_fmt;
       aframe_->sample_rate = aenc_->sample_rate;
       av_channel_layout_copy(&aframe_->ch_layout, &aenc_->ch_layout);
       if (av_frame_get_buffer(aframe_.get(), 0) < 0) return RuntimeError(path_ + ": out of memory");
-      int got = av_audio_fifo_read(fifo, (void**)aframe_->data, n);
-      if (got < 0) got = 0;
-      if (got < n)  // input ended: pad with silence
-        av_samples_set_silence(aframe_->data, got, n - got, aenc_->ch_layout.nb_channels,
-                               aenc_->sample_fmt);
+      if (av_audio_fifo_read(fifo, (void**)aframe_->data, n) < n) {
+        av_frame_unref(aframe_.get());
+        return RuntimeError(path_ + ": audio FIFO read failed");
+      }
       aframe_->pts = audio_samples_;
       audio_samples_ += n;
       Status s = encode(aenc_.get(), astream_, aframe_.get());
@@ -385,7 +415,9 @@ class Mp4Writer final : public FrameWriter {
     if (frames_ == 0) return BadInput(path_ + ": no frames were written");
     TR_RETURN_IF_ERROR(encode(venc_.get(), vstream_, nullptr));
     if (aenc_) {
-      TR_RETURN_IF_ERROR(pump_audio(samples_at_frame(frames_), /*final=*/true));
+      const int64_t target = opts_.cut_audio_at_video_end ? samples_at_frame(frames_)
+                                                          : std::numeric_limits<int64_t>::max();
+      TR_RETURN_IF_ERROR(pump_audio(target, /*final=*/true));
       TR_RETURN_IF_ERROR(encode(aenc_.get(), astream_, nullptr));
     }
     int rc = av_write_trailer(out_);
@@ -394,14 +426,64 @@ class Mp4Writer final : public FrameWriter {
     if (rc < 0) return RuntimeError(tmp_path_ + ": close failed: " + av::err_str(rc));
     avformat_free_context(out_);
     out_ = nullptr;
+    TR_RETURN_IF_ERROR(check_durations());
     if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0)
       return RuntimeError(path_ + ": cannot rename the finished file into place");
     file_created_ = false;
     return Status::Ok();
   }
 
+  // Reads the finished file back (its header: the moov atom is at the front) and checks
+  // what a player will see: video = frames / fps; audio = the input's samples (or those up
+  // to the video's end when cutting), within one AAC frame; the audio not running past the
+  // video's end by more than kMaxAudioOverhangFrames.
+  Status check_durations() const {
+    AVFormatContext* raw = nullptr;
+    int rc = avformat_open_input(&raw, tmp_path_.c_str(), nullptr, nullptr);
+    if (rc < 0) return RuntimeError(tmp_path_ + ": cannot read back the MP4: " + av::err_str(rc));
+    av::FormatInputPtr in(raw);
+    // (Our AVStreams went with the muxer: the file's streams are found by type.)
+    auto seconds = [&](AVMediaType type) -> double {
+      for (unsigned i = 0; i < in->nb_streams; ++i) {
+        const AVStream* st = in->streams[i];
+        if (st->codecpar->codec_type != type || st->duration == AV_NOPTS_VALUE) continue;
+        return st->duration * av_q2d(st->time_base);
+      }
+      return -1.0;
+    };
+    const double fps = static_cast<double>(opts_.fps_num) / opts_.fps_den;
+    const double frame_s = 1.0 / fps;
+    const double video_want = static_cast<double>(frames_) / fps;
+    const double video_got = seconds(AVMEDIA_TYPE_VIDEO);
+    if (std::fabs(video_got - video_want) > 0.5 * frame_s) {
+      return RuntimeError(path_ + ": the video lasts " + secs(video_got) + "; " +
+                          std::to_string(frames_) + " frames at " + num(fps) + " fps should last " +
+                          secs(video_want));
+    }
+    if (!aenc_) return Status::Ok();
+    const double rate = aenc_->sample_rate;
+    const double aac_frame_s = (aenc_->frame_size > 0 ? aenc_->frame_size : 1024) / rate;
+    const double input_s = audio_->samples_out() / rate;
+    const double audio_want =
+        opts_.cut_audio_at_video_end ? std::min(input_s, video_want) : input_s;
+    const double audio_got = seconds(AVMEDIA_TYPE_AUDIO);
+    if (std::fabs(audio_got - audio_want) > aac_frame_s) {
+      return RuntimeError(path_ + ": the muxed audio lasts " + secs(audio_got) +
+                          " but should last " + secs(audio_want) + " (" + opts_.audio_path +
+                          " has " + secs(input_s) + ")");
+    }
+    if (audio_got > video_got + kMaxAudioOverhangFrames * frame_s + aac_frame_s) {
+      return RuntimeError(path_ + ": the audio (" + secs(audio_got) + ", " + opts_.audio_path +
+                          ") outlasts the video (" + std::to_string(frames_) + " frames at " +
+                          num(fps) + " fps = " + secs(video_got) +
+                          "): too few frames for the speech, which would be cut");
+    }
+    return Status::Ok();
+  }
+
   std::string path_, tmp_path_;
   Mp4Options opts_;
+  cv::Size encoded_;  // opts_ size rounded up to even
   AVFormatContext* out_ = nullptr;
   bool file_created_ = false;
   bool closed_ = false;
@@ -418,6 +500,10 @@ class Mp4Writer final : public FrameWriter {
 };
 
 }  // namespace
+
+cv::Size mp4_encoded_size(int width, int height) {
+  return {width + (width & 1), height + (height & 1)};
+}
 
 Result<std::unique_ptr<FrameWriter>> create_mp4_writer(const std::string& path,
                                                        const Mp4Options& opts) {

@@ -119,6 +119,9 @@ Result<int> check_aud_ave(const std::string& bin_path, const std::string& json_p
   if (bytes.empty() || bytes.size() % row_bytes != 0)
     return BadInput(bin_path + ": size " + std::to_string(bytes.size()) +
                     " bytes is not a whole number of [512] float32 rows");
+  // Rows are counted in int downstream: a larger count must be an error, not a wrapped int.
+  if (bytes.size() / row_bytes > static_cast<size_t>(std::numeric_limits<int>::max()))
+    return BadInput(bin_path + ": " + std::to_string(bytes.size()) + " bytes is too many rows");
   int rows = static_cast<int>(bytes.size() / row_bytes);
   if (json_path.empty()) return rows;
   TR_ASSIGN_OR_RETURN(std::string text, read_file(json_path));
@@ -223,6 +226,11 @@ Result<AvatarPackage> open_package(const std::string& dir, const PackageOptions&
   pkg.fps_num = info.fps_num;
   pkg.fps_den = info.fps_den;
   int64_t frame_count = info.frame_count;
+  // The container's nb_frames claim; the package counts frames in int, so a larger claim is
+  // an error here rather than a truncated count that passes the checks below.
+  if (frame_count > std::numeric_limits<int>::max())
+    return BadInput(pkg.full_video_path + ": the container claims " + std::to_string(frame_count) +
+                    " frames, more than the 2147483647 supported");
   if (frame_count > 0) {
     TR_RETURN_IF_ERROR(validate_crop_rects(pkg.rects, static_cast<int>(frame_count), pkg.width,
                                            pkg.height, pkg.rects_path));

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/checked_math.h"
 #include "common/interrupt.h"
 #include "io/av_util.h"
 #include "io/decoder_internal.h"
@@ -152,9 +153,12 @@ class FrameArena {
   void allocate(int64_t count, int rows, int cols) {
     const size_t row_bytes = static_cast<size_t>(cols) * 3;
     const int slot_rows = rows + static_cast<int>((kWritePadding + row_bytes - 1) / row_bytes);
-    if (count * slot_rows > std::numeric_limits<int>::max()) return;
+    // count is the container's nb_frames claim: a hostile header can make the product
+    // overflow, so it is checked (not wrapped) before comparing.
+    const auto total_rows = checked_mul(count, int64_t{slot_rows}, "frame arena rows");
+    if (!total_rows.ok() || *total_rows > std::numeric_limits<int>::max()) return;
     try {
-      storage_ = cv::Mat(static_cast<int>(count * slot_rows), cols, CV_8UC3);
+      storage_ = cv::Mat(static_cast<int>(*total_rows), cols, CV_8UC3);
     } catch (const cv::Exception&) {
       return;  // out of memory: frames are allocated one by one (and will fail there)
     }
@@ -218,7 +222,9 @@ Result<std::vector<cv::Mat>> decode_all_frames(const std::string& path, const De
   std::vector<cv::Mat> frames;
   FrameArena arena;
   if (impl.info.frame_count > 0) {
-    frames.reserve(impl.info.frame_count);
+    // Bounded: nb_frames is a claim from the file, and reserve() would throw on a huge one;
+    // past this the vector grows as frames really arrive.
+    frames.reserve(static_cast<size_t>(std::min<int64_t>(impl.info.frame_count, 1 << 16)));
     arena.allocate(impl.info.frame_count, impl.info.height, impl.info.width);
   }
   ConversionPool pool(av::thread_count(opts.threads), path);

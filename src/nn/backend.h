@@ -18,6 +18,11 @@ class Executable {
   // `inputs` follow Graph::inputs (same order, shapes and dtypes the graph was compiled
   // for); returns Graph::outputs in order. Not thread-safe; one Executable per Session.
   virtual Result<std::vector<Tensor>> run(const std::vector<Tensor>& inputs) = 0;
+  // Per-step figures when the backend was made to profile (cpu); empty otherwise.
+  virtual std::vector<LayerProfile> profile() const { return {}; }
+  // Bytes held beside the weights, for memory reports: the activation arena and scratch
+  // buffers. 0 when the backend does not say.
+  virtual int64_t workspace_bytes() const { return 0; }
 };
 
 class Backend {
@@ -36,9 +41,12 @@ std::unique_ptr<Backend> make_reference_backend();
 // The optimised CPU backend (src/nn/cpu/, engineer nncpu). Defined there; the build defines
 // TR_NN_HAVE_CPU_BACKEND when src/nn/cpu/ has sources, otherwise Session falls back to the
 // reference backend for BackendKind::kCpu.
-std::unique_ptr<Backend> make_cpu_backend();
+// `precision` is resolved (kFloat32 or kBFloat16); `profile` times every step.
+std::unique_ptr<Backend> make_cpu_backend(Precision precision, bool profile);
 // The CUDA backend (src/nn/cuda/exec/), only in builds with TR_NN_HAVE_CUDA_BACKEND: the
 // graph is lowered to a CudaPlan (src/nn/cuda/plan.h) and run with cuBLASLt and own kernels.
+// Defined in libtalkrender_cuda.so (which Session loads, nn/cuda/exec/module.h) and in
+// talkrender-nn; talkrender itself does not link it.
 std::unique_ptr<Backend> make_cuda_backend(Precision precision);
 
 }  // namespace tr::nn

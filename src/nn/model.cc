@@ -38,6 +38,8 @@ const char* precision_name(Precision p) {
       return "bf16";
     case Precision::kFloat32:
       return "fp32";
+    case Precision::kAuto:
+      return "auto";
   }
   return "?";
 }
@@ -46,7 +48,8 @@ Result<Precision> parse_precision(const std::string& s) {
   if (s == "fp16" || s == "float16") return Precision::kFloat16;
   if (s == "bf16" || s == "bfloat16") return Precision::kBFloat16;
   if (s == "fp32" || s == "float32") return Precision::kFloat32;
-  return BadInput("unknown precision '" + s + "' (fp16, bf16 or fp32)");
+  if (s == "auto") return Precision::kAuto;
+  return BadInput("unknown precision '" + s + "' (fp16, bf16, fp32 or auto)");
 }
 
 struct Model::Impl {

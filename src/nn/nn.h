@@ -6,6 +6,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,25 +56,56 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
-// Activation precision of the cuda backend; the cpu and reference backends always compute in
-// float32. Inputs and outputs are float32 whatever the precision.
-enum class Precision { kFloat16, kBFloat16, kFloat32 };
+// Activation precision. Inputs and outputs are float32 whatever the precision.
+// cuda: fp16 (its default), bf16 or fp32. cpu: fp32 (its default) or bf16, which needs a CPU
+// that computes bf16 natively (AVX512_BF16 or AMX); weights are converted once at compile and
+// the first conv and the output conv (with its sigmoid) stay fp32. reference: fp32 only.
+// kAuto: cpu bf16 where the CPU has native bf16, otherwise fp32; cuda fp16.
+enum class Precision { kFloat16, kBFloat16, kFloat32, kAuto };
 const char* precision_name(Precision p);
-// "fp16"/"float16", "bf16"/"bfloat16", "fp32"/"float32" -> Precision.
+// "fp16"/"float16", "bf16"/"bfloat16", "fp32"/"float32", "auto" -> Precision.
 Result<Precision> parse_precision(const std::string& s);
 // Whether this binary was built with the CUDA backend (TALKRENDER_CUDA).
 bool cuda_backend_built();
 
+// What the cpu backend runs on this machine (oneDNN's view of the CPU, which honours
+// DNNL_MAX_CPU_ISA).
+struct CpuInfo {
+  std::string isa;           // oneDNN's effective ISA, e.g. "avx512_core_bf16", "avx2"
+  bool native_bf16 = false;  // AVX512_BF16 or AMX
+  // Channel block of the activation layout (nChw16c on AVX-512, nChw8c otherwise);
+  // TALKRENDER_CPU_BLOCK=8|16 forces one (tests run both on any machine).
+  int block = 8;
+};
+CpuInfo cpu_info();
+
+// The precision a session with these options computes in, or kBadInput (exit 2) saying why
+// it cannot: bf16 on a CPU without native bf16 names what the CPU lacks. `requested` unset:
+// the backend's default (cpu and reference fp32, cuda fp16).
+Result<Precision> resolve_precision(BackendKind backend, std::optional<Precision> requested);
+
+// One step of a compiled plan, with SessionOptions::profile: the layer (node) it runs, its op
+// type, the implementation (oneDNN's impl_info_str(), or "talkrender:..." for our kernels) and
+// its mean wall time over the runs so far.
+struct LayerProfile {
+  std::string layer, op, impl;
+  double ms = 0;
+};
+
 struct SessionOptions {
   BackendKind backend = BackendKind::kCpu;
-  int threads = 0;                            // 0 = one per core
-  Precision precision = Precision::kFloat16;  // cuda only
+  int threads = 0;  // 0 = one per core
+  // Unset: the backend's default (see resolve_precision). Session::create fails with
+  // kBadInput when the backend cannot run the precision asked for.
+  std::optional<Precision> precision;
   // Drop the session's reference to the model's weights once the first plan is compiled
   // (the backend keeps its own copy in the layout it needs): a long render then holds the
   // weights once, not twice. The session cannot compile another plan afterwards, so this
   // is for callers that run one set of input shapes; memory is freed only if the caller
   // drops its Model too.
   bool release_weights = false;
+  // Time every step (cpu backend): Session::profile() then reports per-layer figures.
+  bool profile = false;
 };
 
 using NamedTensor = std::pair<std::string, Tensor>;
@@ -87,6 +119,18 @@ class Session {
   // Runs the model. Inputs by name, float32; any batch size. Returns the outputs in the
   // model's output order. The first run at a new set of input shapes compiles a plan.
   Result<std::vector<Tensor>> run(const std::vector<NamedTensor>& inputs);
+  // The precision this session computes in (SessionOptions::precision resolved).
+  Precision precision() const;
+  // With SessionOptions::profile: the steps of the plan that ran last, in plan order; empty
+  // for backends that do not profile.
+  std::vector<LayerProfile> profile() const;
+  // Memory the session's runtime holds, for reports (issue 21): the model's weights as loaded
+  // (the backend keeps its own copy in its layout, about as large in fp32) and the compiled
+  // plans' workspace (activation arena + scratch, Executable::workspace_bytes()).
+  struct MemoryUse {
+    int64_t weights_bytes = 0, workspace_bytes = 0;
+  };
+  MemoryUse memory_use() const;
 
   struct Impl;
   explicit Session(std::unique_ptr<Impl> impl);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "common/checked_math.h"
 #include "nn/ops/op_params.h"
 
 namespace tr::nn {
@@ -21,16 +22,18 @@ Result<Tensor> tensor_from_proto(const onnx::TensorProto& tp, const std::string&
   if (!dtype.ok())
     return BadInput(where + ": tensor '" + tp.name() + "': " + dtype.error().message);
   Shape shape(tp.dims().begin(), tp.dims().end());
-  for (int64_t d : shape) {
-    if (d < 0) return BadInput(where + ": tensor '" + tp.name() + "' has a negative dimension");
-  }
   // The payload's size is checked before anything is allocated: a corrupt header can claim
-  // terabytes, and the file's own payload is the bound on a legitimate tensor.
-  const int64_t numel = shape_numel(shape);
+  // terabytes, and the file's own payload is the bound on a legitimate tensor. Negative or
+  // overflowing dims are errors that print the declared dims.
+  const std::string what = where + ": tensor '" + tp.name() + "' dims";
+  TR_ASSIGN_OR_RETURN(const int64_t numel, checked_numel(shape, what));
+  const size_t elem = dtype_size(*dtype);
+  TR_ASSIGN_OR_RETURN(const size_t expected_bytes, checked_bytes(shape, elem, what));
   const size_t count = static_cast<size_t>(numel);
   auto size_error = [&](size_t got) {
     return BadInput(where + ": tensor '" + tp.name() + "' " + shape_str(shape) + " holds " +
-                    std::to_string(got) + " values/bytes, expected " + std::to_string(count) +
+                    std::to_string(got) + (tp.has_raw_data() ? " bytes" : " values") +
+                    ", expected " + std::to_string(tp.has_raw_data() ? expected_bytes : count) +
                     " (file truncated or corrupt?)");
   };
   size_t stored = 0;  // values (or bytes, for raw_data) the file holds for this tensor
@@ -52,11 +55,8 @@ Result<Tensor> tensor_from_proto(const onnx::TensorProto& tp, const std::string&
         break;
     }
   }
-  const size_t elem = dtype_size(*dtype);
-  // Exact: values for the typed fields, bytes for raw_data (count <= stored keeps the
-  // product in range).
-  if (numel == INT64_MAX || count > stored ||
-      stored != (tp.has_raw_data() ? count * elem : count)) {
+  // Exact: values for the typed fields, bytes for raw_data.
+  if (stored != (tp.has_raw_data() ? expected_bytes : count)) {
     return size_error(stored);
   }
   Tensor t(*dtype, shape);

@@ -4,8 +4,8 @@
 #include <map>
 
 #include "nn/backend.h"
-#ifdef TR_NN_HAVE_CUDA_BACKEND
-#include "nn/cuda/exec/cuda_backend.h"
+#ifdef TR_NN_CUDA_MODULE_BUILT
+#include "nn/cuda/exec/module.h"
 #endif
 #include "nn/graph.h"
 #include "nn/nn.h"
@@ -16,11 +16,42 @@ namespace tr::nn {
 
 #ifndef TR_NN_HAVE_CPU_BACKEND
 // Until src/nn/cpu/ exists, "cpu" is served by the reference kernels.
-std::unique_ptr<Backend> make_cpu_backend() { return make_reference_backend(); }
+std::unique_ptr<Backend> make_cpu_backend(Precision, bool) { return make_reference_backend(); }
+CpuInfo cpu_info() { return CpuInfo{"none (reference kernels)", false, 8}; }
 #endif
 
+Result<Precision> resolve_precision(BackendKind backend, std::optional<Precision> requested) {
+  switch (backend) {
+    case BackendKind::kCuda:
+      return !requested || *requested == Precision::kAuto ? Precision::kFloat16 : *requested;
+    case BackendKind::kReference:
+      if (requested && *requested != Precision::kFloat32 && *requested != Precision::kAuto)
+        return BadInput(std::string("the reference backend computes in fp32 only, not ") +
+                        precision_name(*requested));
+      return Precision::kFloat32;
+    case BackendKind::kCpu:
+      break;
+  }
+  if (!requested || *requested == Precision::kFloat32) return Precision::kFloat32;
+  const CpuInfo cpu = cpu_info();
+  switch (*requested) {
+    case Precision::kAuto:
+      return cpu.native_bf16 ? Precision::kBFloat16 : Precision::kFloat32;
+    case Precision::kBFloat16:
+      if (!cpu.native_bf16)
+        return BadInput(
+            "precision bf16 on the cpu backend needs a CPU with native bf16 "
+            "(AVX512_BF16 or AMX); this one lacks both (oneDNN's ISA here: " +
+            cpu.isa + "); use fp32 or auto");
+      return Precision::kBFloat16;
+    default:
+      return BadInput(std::string("the cpu backend computes in fp32 or bf16, not ") +
+                      precision_name(*requested));
+  }
+}
+
 bool cuda_backend_built() {
-#ifdef TR_NN_HAVE_CUDA_BACKEND
+#ifdef TR_NN_CUDA_MODULE_BUILT
   return true;
 #else
   return false;
@@ -56,8 +87,11 @@ struct Session::Impl {
   Graph graph;
   bool weights_released = false;
   SessionOptions opts;
+  Precision precision = Precision::kFloat32;  // opts.precision resolved
   std::unique_ptr<Backend> backend;
-  std::vector<bool> shape_operand;  // per graph input: feeds shape computation
+  const Executable* last_run = nullptr;  // for profile()
+  std::vector<bool> shape_operand;       // per graph input: feeds shape computation
+  int64_t weights_bytes = 0;             // the graph's constants at create (memory_use())
   std::map<PlanKey, std::pair<std::unique_ptr<Executable>, std::vector<bool>>> plans;
 };
 
@@ -73,20 +107,24 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
   impl->optimize = model->load_options().optimize;
   impl->graph = model->graph();
   impl->opts = opts;
+  TR_ASSIGN_OR_RETURN(impl->precision, resolve_precision(opts.backend, opts.precision));
   switch (opts.backend) {
     case BackendKind::kReference:
       impl->backend = make_reference_backend();
       break;
     case BackendKind::kCpu:
-      impl->backend = make_cpu_backend();
+      impl->backend = make_cpu_backend(impl->precision, opts.profile);
       break;
     case BackendKind::kCuda:
-#ifdef TR_NN_HAVE_CUDA_BACKEND
+#ifdef TR_NN_CUDA_MODULE_BUILT
     {
-      // Fail at create, not at the first frame, on a machine without a usable GPU.
-      auto device = cuda::device_description();
+      // The executor lives in libtalkrender_cuda.so, loaded only now (module.h), so that
+      // this binary starts on machines without CUDA. Fail at create, not at the first
+      // frame: no module, no CUDA libraries, no driver or no GPU, each with its own line.
+      TR_ASSIGN_OR_RETURN(const cuda::ModuleApi* api, cuda::load_module());
+      auto device = api->device_description();
       if (!device.ok()) return device.error();
-      impl->backend = make_cuda_backend(opts.precision);
+      impl->backend = api->make_backend(impl->precision);
       break;
     }
 #else
@@ -99,6 +137,9 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
     return RuntimeError("backend '" + std::string(backend_name(opts.backend)) +
                         "' is not available");
   impl->shape_operand = shape_operand_inputs(impl->graph);
+  for (const Value& v : impl->graph.values) {
+    if (v.is_constant()) impl->weights_bytes += static_cast<int64_t>(v.constant.nbytes());
+  }
   return std::make_unique<Session>(std::move(impl));
 }
 
@@ -193,7 +234,21 @@ Result<std::vector<Tensor>> Session::run(const std::vector<NamedTensor>& inputs)
   for (size_t i = 0; i < ordered.size(); ++i) {
     if (!it->second.second[i]) runtime.push_back(ordered[i]);
   }
+  impl_->last_run = it->second.first.get();
   return it->second.first->run(runtime);
+}
+
+Precision Session::precision() const { return impl_->precision; }
+
+Session::MemoryUse Session::memory_use() const {
+  MemoryUse m;
+  m.weights_bytes = impl_->weights_bytes;
+  for (const auto& [key, plan] : impl_->plans) m.workspace_bytes += plan.first->workspace_bytes();
+  return m;
+}
+
+std::vector<LayerProfile> Session::profile() const {
+  return impl_->last_run ? impl_->last_run->profile() : std::vector<LayerProfile>{};
 }
 
 }  // namespace tr::nn

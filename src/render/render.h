@@ -106,10 +106,13 @@ class FeatureWindows final : public AudioWindows {
   int64_t rows_ = 0, block_ = 0;
 };
 
-// The generator audio modes: the audio input shape (without batch) of each.
+// The generator audio modes: the audio input shape (without batch) of each, and the
+// model's frame rate. A window covers one model frame (40 ms of speech for ave and hubert,
+// 50 ms for wenet), so the output video runs at this rate whatever the avatar video's.
 struct AudioMode {
   const char* name;  // "ave", "hubert", "wenet"
   Shape shape;       // [32,16,16], [32,32,32], [256,16,32]
+  int fps = 25;      // 25, 25, 20
 };
 // The mode whose shape equals `shape` (without batch), or an error naming the shape.
 Result<AudioMode> audio_mode_for_shape(const Shape& shape);

@@ -8,8 +8,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <tuple>
 
 #include "audio/audio.h"
 #include "common/files.h"
@@ -27,11 +29,6 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-std::string strip_trailing_slashes(std::string p) {
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  return p;
-}
-
 // The generator behind the Predictor interface: one runtime Session, used only by the
 // pipeline's inference thread.
 class SessionPredictor final : public Predictor {
@@ -43,51 +40,10 @@ class SessionPredictor final : public Predictor {
     if (outs.empty()) return RuntimeError("the generator returned no outputs");
     return outs[0];
   }
+  const nn::Session& session() const { return *session_; }
 
  private:
   std::unique_ptr<nn::Session> session_;
-};
-
-// An io::FrameWriter as the pipeline's sink. With `replace` set, the writer targets a
-// fresh sibling ("<out>.new-<pid>") and finish() swaps it with the existing output, so
-// an existing output survives a failed or interrupted render (--overwrite).
-class WriterSink final : public FrameSink {
- public:
-  WriterSink(std::unique_ptr<io::FrameWriter> w, std::string target, std::string staged)
-      : writer_(std::move(w)), target_(std::move(target)), staged_(std::move(staged)) {}
-  ~WriterSink() override { abort(); }
-
-  Status write(int64_t, const cv::Mat& frame) override { return writer_->write_frame(frame); }
-
-  Status finish() override {
-    TR_RETURN_IF_ERROR(writer_->finish());
-    done_ = true;
-    if (staged_.empty()) return Status::Ok();
-    std::error_code ec;
-    fs::remove_all(target_, ec);
-    if (ec) {
-      fs::remove_all(staged_, ec);
-      return RuntimeError(target_ + ": cannot replace the existing output: " + ec.message());
-    }
-    fs::rename(staged_, target_, ec);
-    if (ec) {
-      fs::remove_all(staged_, ec);
-      return RuntimeError(target_ +
-                          ": cannot rename the finished output into place: " + ec.message());
-    }
-    return Status::Ok();
-  }
-
-  void abort() override {
-    if (done_) return;
-    done_ = true;
-    writer_->abort();
-  }
-
- private:
-  std::unique_ptr<io::FrameWriter> writer_;
-  std::string target_, staged_;
-  bool done_ = false;
 };
 
 // A one-line progress bar redrawn at most ten times a second (stderr, terminals only).
@@ -112,24 +68,12 @@ class ProgressBar {
   Clock::time_point start_ = Clock::now(), last_;
 };
 
-// True when `inner` is `outer` or lies inside it (component-wise on canonical paths).
-bool is_same_or_inside(const fs::path& inner, const fs::path& outer) {
-  auto [o, i] = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
-  return o == outer.end();
-}
-
-// --overwrite must never replace one of the render's own inputs (it would be destroyed
-// after being read, or a folder output would swallow the package). Checked only when the
-// target exists, since otherwise nothing is replaced.
-Status check_output_is_not_an_input(const std::string& target, const RenderJobOptions& o) {
-  std::error_code ec;
-  const fs::path out = fs::weakly_canonical(target, ec);
-  if (ec) return Status::Ok();
-  std::vector<std::pair<std::string, std::string>> inputs = {
-      {"--audio", o.audio_path},
-      {"--features", o.features_path},
-      {"--generator", o.generator_path},
-      {"--audio-encoder", o.audio_encoder_path}};
+// The render's input files, which an output must never replace (output_target.h).
+NamedPaths render_inputs(const RenderJobOptions& o) {
+  NamedPaths inputs = {{"--audio", o.audio_path},
+                       {"--features", o.features_path},
+                       {"--generator", o.generator_path},
+                       {"--audio-encoder", o.audio_encoder_path}};
   if (!o.features_path.empty()) {
     inputs.emplace_back("--features sidecar",
                         fs::path(o.features_path).replace_extension(".json").string());
@@ -141,18 +85,7 @@ Status check_output_is_not_an_input(const std::string& target, const RenderJobOp
     inputs.emplace_back("--package", (fs::path(o.package_dir) / rel).string());
   }
   inputs.emplace_back("--package", o.package_dir);
-  for (const auto& [flag, path] : inputs) {
-    if (path.empty()) continue;
-    const fs::path in = fs::weakly_canonical(path, ec);
-    if (ec || !fs::exists(in, ec)) continue;
-    if (is_same_or_inside(in, out) || fs::equivalent(in, out, ec)) {
-      return BadInput(fmt::format(
-          "{}: the output is (or holds) {}, an input of this render ({}); --overwrite would "
-          "destroy it; choose another output path",
-          target, path, flag));
-    }
-  }
-  return Status::Ok();
+  return inputs;
 }
 
 struct ModelFit {
@@ -219,6 +152,7 @@ nlohmann::json RenderReport::to_json() const {
   return {{"frames", frames},
           {"wall_s", wall_s},
           {"fps", fps},
+          {"render_s", render_s},
           {"load_ms", load_ms},
           {"audio_ms", audio_ms},
           {"prep_ms_per_frame", prep_ms_per_frame},
@@ -230,6 +164,14 @@ nlohmann::json RenderReport::to_json() const {
           {"cache_mb", cache_mb},
           {"frame_cache_mb", frame_cache_mb},
           {"frames_decoded", frames_decoded},
+          {"memory_mb",
+           {{"frame_cache", memory.frame_cache_mb},
+            {"runtime", memory.runtime_mb},
+            {"weights", memory.weights_mb},
+            {"workspace", memory.workspace_mb},
+            {"encoder", memory.encoder_mb},
+            {"code", memory.code_mb},
+            {"other", memory.other_mb}}},
           {"rss_by_minute", minutes},
           {"batch", batch},
           {"workers", workers},
@@ -237,20 +179,46 @@ nlohmann::json RenderReport::to_json() const {
           {"model_size", model_size},
           {"audio_mode", audio_mode},
           {"backend", backend},
+          {"precision", precision},
+          {"isa", isa},
           {"encoder", encoder},
-          {"output", output}};
+          {"output", output},
+          {"video_fps", video_fps},
+          {"avatar_fps", avatar_fps}};
 }
 
 std::string RenderReport::to_text() const {
-  return fmt::format(
-      "rendered {} frames to {} in {:.2f} s: {:.2f} fps (first inference to last frame)\n"
+  std::string text = fmt::format(
+      "rendered {} frames to {}: {:.3f} s in all; rendering {:.3f} s (first inference to "
+      "last frame) at {:.2f} fps\n"
       "  load {:.0f} ms, audio {:.0f} ms; per frame: prep {:.2f} ms, inference {:.2f} ms, "
       "composite {:.2f} ms, encode {:.2f} ms\n"
       "  model {}x{} {} on {}, batch {}, workers {}, threads {}{}; peak RSS {:.0f} MiB\n",
-      frames, output, wall_s, fps, load_ms, audio_ms, prep_ms_per_frame, infer_ms_per_frame,
-      composite_ms_per_frame, encode_ms_per_frame, model_size, model_size, audio_mode, backend,
-      batch, workers, threads == 0 ? std::string("auto") : std::to_string(threads),
+      frames, output, wall_s, render_s, fps, load_ms, audio_ms, prep_ms_per_frame,
+      infer_ms_per_frame, composite_ms_per_frame, encode_ms_per_frame, model_size, model_size,
+      audio_mode,
+      backend + (precision.empty() ? "" : " " + precision + (isa.empty() ? "" : " " + isa)), batch,
+      workers, threads == 0 ? std::string("auto") : std::to_string(threads),
       encoder.empty() ? "" : "; " + encoder, peak_rss_mb);
+  text += fmt::format(
+      "  memory at peak (MiB): frame cache {:.0f}, runtime {:.0f} (weights {:.0f} + workspace "
+      "{:.0f}), encoder {:.0f}, code {:.0f}, other {:.0f}\n",
+      memory.frame_cache_mb, memory.runtime_mb, memory.weights_mb, memory.workspace_mb,
+      memory.encoder_mb, memory.code_mb, memory.other_mb);
+  return text;
+}
+
+// Resident file-backed pages (the binary, shared libraries, mapped files) in MiB.
+static double file_rss_mb() {
+  double kb = 0;
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof(line), f)) {
+      if (std::sscanf(line, "RssFile: %lf", &kb) == 1) break;
+    }
+    std::fclose(f);
+  }
+  return kb / 1024.0;
 }
 
 double current_rss_mb() {
@@ -286,13 +254,67 @@ class StoreSource final : public FrameSource {
   std::shared_ptr<io::FrameStore> store_;
 };
 
+// What the output differs in from the inputs, said once on stderr before the render.
+void print_render_notes(const LoadedRender& in, const RenderJobOptions& o, bool to_dir) {
+  const double fps = static_cast<double>(in.fps_num) / in.fps_den;
+  if (std::fabs(in.avatar_fps - fps) > 1e-3) {
+    fmt::print(stderr,
+               "note: the avatar video is {:.4g} fps; the output is at the model's {:.4g} fps, "
+               "avatar frames taken by index (the avatar moves {:.2f}x as fast as in its video)\n",
+               in.avatar_fps, fps, fps / in.avatar_fps);
+  }
+  const cv::Size even = io::mp4_encoded_size(in.width, in.height);
+  if (!to_dir && (even.width != in.width || even.height != in.height)) {
+    fmt::print(stderr,
+               "note: the avatar is {}x{}; H.264 4:2:0 needs even sizes, so the MP4 is {}x{}, the "
+               "last column/row repeated (image sequences keep {}x{})\n",
+               in.width, in.height, even.width, even.height, in.width, in.height);
+  }
+  if (!to_dir && !o.audio_path.empty() && o.frames > 0 && o.frames < in.windows->frames()) {
+    fmt::print(stderr,
+               "note: --frames {}: the MP4 holds the first {:.2f} s of the {:.2f} s of speech "
+               "in {}\n",
+               o.frames, o.frames / fps, in.audio_s, o.audio_path);
+  }
+}
+
+// --features with --audio: the audio must be the features' speech. P has n + 2 rows for
+// the n encoder frames of a clip that lasts a little over rows frames (model-contract.md
+// section 4), and the MP4 may hold the audio at most io::kMaxAudioOverhangFrames past the
+// video; shorter audio is allowed some slack (a clip cut at the end), then refused.
+Status check_audio_matches_features(const RenderJobOptions& o, int64_t rows, double audio_s,
+                                    int fps) {
+  const double audio_frames = audio_s * fps;
+  const double short_slack = std::max(4.0, 0.05 * static_cast<double>(rows));
+  const double over = audio_frames - static_cast<double>(rows);
+  if (over > io::kMaxAudioOverhangFrames || -over > short_slack) {
+    return BadInput(fmt::format(
+        "{}: {:.2f} s of audio, but {} has {} rows = {:.2f} s of video at the model's {} fps: "
+        "not the same speech (the audio may end up to {:.0f} frames before the video or run "
+        "up to {} frames past it)",
+        o.audio_path, audio_s, o.features_path, rows, static_cast<double>(rows) / fps, fps,
+        short_slack, io::kMaxAudioOverhangFrames));
+  }
+  return Status::Ok();
+}
+
 Status check_common_options(const RenderJobOptions& o) {
   if (o.package_dir.empty()) return BadInput("no avatar package given (--package DIR)");
-  if (o.audio_path.empty() == o.features_path.empty()) {
-    return BadInput("give exactly one of --audio FILE and --features FILE");
+  if (o.audio_path.empty() && o.features_path.empty()) {
+    return BadInput(
+        "no speech given: --audio FILE, --features FILE, or both (features drive "
+        "the mouth, the audio is the sound)");
   }
   if (o.batch < 0) return BadInput(fmt::format("--batch must be >= 1, got {}", o.batch));
   if (o.workers < 1) return BadInput(fmt::format("--workers must be >= 1, got {}", o.workers));
+  if (o.threads < 0) {
+    return BadInput(fmt::format("--threads must be >= 0 (0 = one per core), got {}", o.threads));
+  }
+  if (o.crf < 0 || o.crf > 51) return BadInput(fmt::format("--crf must be 0..51, got {}", o.crf));
+  if (!o.preset.empty() && !is_x264_preset(o.preset)) {
+    return BadInput(fmt::format("--preset: '{}' is not an x264 preset; use one of: {}", o.preset,
+                                x264_preset_list()));
+  }
   if (o.frames == 0 || o.frames < -1) {
     return BadInput(fmt::format("--frames must be >= 1, got {}", o.frames));
   }
@@ -300,10 +322,46 @@ Status check_common_options(const RenderJobOptions& o) {
     return BadInput(fmt::format("--start-frame must be >= 0, got {}", o.start_frame));
   }
   if (o.cache_mb < 0) return BadInput(fmt::format("--cache-mb must be >= 0, got {}", o.cache_mb));
+  // A precision this machine cannot run (bf16 without native bf16) fails before loading.
+  if (auto p = nn::resolve_precision(o.backend, render_precision(o)); !p.ok()) return p.error();
+  // The files, before seconds of loading; their contents are checked where they are read.
+  if (!is_directory(o.package_dir)) return BadInput(o.package_dir + ": avatar package not found");
+  for (const auto& [flag, path] :
+       {std::pair{"--audio", o.audio_path}, std::pair{"--features", o.features_path}}) {
+    if (!path.empty() && !path_exists(path)) {
+      return BadInput(fmt::format("{}: file not found ({})", path, flag));
+    }
+  }
+  // --start-frame against the avatar's length: its rects file says it without a decode.
+  if (o.start_frame > 0) {
+    const std::string rects = package_file(o.package_dir, "cache/crop_rectangles.json");
+    auto text = read_file(rects);
+    auto parsed = text.ok() ? io::parse_crop_rects(*text, rects)
+                            : Result<std::vector<io::CropRect>>(text.error());
+    if (parsed.ok() && o.start_frame >= static_cast<int64_t>(parsed->size())) {
+      return BadInput(fmt::format("--start-frame {}: the avatar has {} frames (0..{}) in {}",
+                                  o.start_frame, parsed->size(), parsed->size() - 1, rects));
+    }
+  }
   return Status::Ok();
 }
 
 }  // namespace
+
+std::optional<nn::Precision> render_precision(const RenderJobOptions& o) {
+  return o.precision ? o.precision : std::optional<nn::Precision>(kDefaultRenderPrecision);
+}
+
+std::pair<std::string, std::string> precision_and_isa(const RenderJobOptions& o) {
+  auto p = nn::resolve_precision(o.backend, render_precision(o));
+  if (!p.ok()) return {"", ""};
+  std::string isa;
+  if (o.backend == nn::BackendKind::kCpu) {
+    const nn::CpuInfo cpu = nn::cpu_info();
+    isa = cpu.isa + " nChw" + std::to_string(*p == nn::Precision::kBFloat16 ? 16 : cpu.block) + "c";
+  }
+  return {nn::precision_name(*p), isa};
+}
 
 int default_batch(nn::BackendKind backend) {
   return backend == nn::BackendKind::kCuda ? kDefaultCudaBatch : kDefaultCpuBatch;
@@ -315,18 +373,15 @@ const char* default_preset(nn::BackendKind backend) {
 
 Result<std::shared_ptr<Predictor>> make_predictor(std::shared_ptr<const nn::Model> model,
                                                   nn::BackendKind backend, int threads,
-                                                  bool release_weights) {
+                                                  bool release_weights,
+                                                  std::optional<nn::Precision> precision) {
   nn::SessionOptions so;
   so.backend = backend;
   so.threads = threads;
   so.release_weights = release_weights;
+  so.precision = precision;
   TR_ASSIGN_OR_RETURN(std::unique_ptr<nn::Session> session, nn::Session::create(model, so));
   return std::shared_ptr<Predictor>(std::make_shared<SessionPredictor>(std::move(session)));
-}
-
-std::shared_ptr<FrameSink> make_writer_sink(std::unique_ptr<io::FrameWriter> writer,
-                                            std::string target, std::string staged) {
-  return std::make_shared<WriterSink>(std::move(writer), std::move(target), std::move(staged));
 }
 
 io::Mp4Options mp4_options(const LoadedRender& in, const RenderJobOptions& o) {
@@ -338,6 +393,8 @@ io::Mp4Options mp4_options(const LoadedRender& in, const RenderJobOptions& o) {
   mp4.crf = o.crf;
   mp4.preset = o.preset.empty() ? default_preset(o.backend) : o.preset;
   mp4.audio_path = o.audio_path;
+  // The speech is muxed whole; only a render the user made shorter stops it at the end.
+  mp4.cut_audio_at_video_end = o.frames > 0 && o.frames < in.windows->frames();
   return mp4;
 }
 
@@ -349,6 +406,10 @@ PipelineOptions pipeline_options(const LoadedRender& in, const RenderJobOptions&
   po.frames = o.frames;
   po.audio_shape = in.mode.shape;
   po.batch = o.batch > 0 ? o.batch : default_batch(o.backend);
+  // A batch beyond the frames to render only costs memory (and can fail to build): cap it.
+  int64_t total = in.windows ? in.windows->frames() : po.batch;
+  if (o.frames > 0) total = std::min<int64_t>(total, o.frames);
+  po.batch = static_cast<int>(std::clamp<int64_t>(total, 1, po.batch));
   po.workers = o.workers;
   return po;
 }
@@ -377,6 +438,13 @@ Result<LoadedRender> load_render_inputs(const RenderJobOptions& o) {
   Tensor features;
   if (!o.features_path.empty()) {
     TR_ASSIGN_OR_RETURN(features, audio::read_feature_file(o.features_path, window_numel / 16));
+    if (!o.audio_path.empty()) {
+      // Features and audio: the features drive the mouth, the audio is only the sound.
+      TR_ASSIGN_OR_RETURN(std::vector<float> samples, audio::load_audio(o.audio_path));
+      in.audio_s = static_cast<double>(samples.size()) / audio::kSampleRate;
+      TR_RETURN_IF_ERROR(
+          check_audio_matches_features(o, features.dim(0), in.audio_s, fit.mode.fps));
+    }
   } else {
     if (std::string(fit.mode.name) != "ave") {
       return BadInput(fmt::format(
@@ -397,6 +465,7 @@ Result<LoadedRender> load_render_inputs(const RenderJobOptions& o) {
                         audio::AudioEncoder::load(encoder_path, so));
     TR_ASSIGN_OR_RETURN(std::vector<float> samples, audio::load_audio(o.audio_path));
     if (interrupted()) return Interrupted();
+    in.audio_s = static_cast<double>(samples.size()) / audio::kSampleRate;
     auto computed = audio::compute_features(samples, encoder->fn());
     // The audio front end does not know the file's name (e.g. "audio too short").
     if (!computed.ok()) return Status(computed.error()).with_context(o.audio_path);
@@ -437,8 +506,9 @@ Result<LoadedRender> load_render_inputs(const RenderJobOptions& o) {
   for (const auto& r : pkg.rects) in.avatar->rects.push_back(r.to_cv());
   in.width = pkg.width;
   in.height = pkg.height;
-  in.fps_num = pkg.fps_num;
-  in.fps_den = pkg.fps_den;
+  in.fps_num = fit.mode.fps;
+  in.fps_den = 1;
+  in.avatar_fps = pkg.fps;
   in.load_ms += ms_since(t_load);
   return in;
 }
@@ -447,22 +517,18 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
   const auto t_start = Clock::now();
   RenderReport report;
   TR_RETURN_IF_ERROR(check_common_options(o));
-  if (o.out_path.empty()) return BadInput("no output given (--out FILE.mp4 or --out DIR/)");
-  if (o.image_format != "png" && o.image_format != "jpg") {
-    return BadInput("--format: '" + o.image_format + "' is not png or jpg");
+  // The output is decided and checked before anything is loaded (output_target.h).
+  const NamedPaths inputs = render_inputs(o);
+  TR_RETURN_IF_ERROR(check_output_is_not_an_input(o.out_path, inputs));
+  TR_ASSIGN_OR_RETURN(const OutputTarget target, resolve_output(o.out_path, o.image_format));
+  TR_RETURN_IF_ERROR(check_output_target(target, o.overwrite, inputs));
+  const bool to_dir = target.kind == OutputKind::kImageSequence;
+  report.output = target.display();
+  if (!to_dir && o.audio_path.empty()) {
+    fmt::print(stderr,
+               "note: no --audio: the MP4 is silent (--audio FILE adds the speech the features "
+               "were made from)\n");
   }
-  const bool to_dir = o.out_path.back() == '/' || is_directory(o.out_path);
-  const std::string target = strip_trailing_slashes(o.out_path);
-  const bool target_exists = path_exists(target);
-  if (target_exists && !o.overwrite) {
-    return BadInput(target + ": the output exists; pass --overwrite to replace it");
-  }
-  if (target_exists) TR_RETURN_IF_ERROR(check_output_is_not_an_input(target, o));
-  if (target_exists && to_dir != is_directory(target)) {
-    return BadInput(target + (to_dir ? ": exists and is not a directory"
-                                     : ": is a directory; give a file name for MP4 output"));
-  }
-  report.output = target + (to_dir ? "/" : "");
 
   auto t_session = Clock::now();
   TR_ASSIGN_OR_RETURN(LoadedRender in, load_render_inputs(o));
@@ -471,28 +537,33 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
   // holds the weights once (in the backend's layout) instead of twice.
   TR_ASSIGN_OR_RETURN(std::shared_ptr<Predictor> predictor,
                       make_predictor(std::move(in.model), o.backend, o.threads,
-                                     /*release_weights=*/true));
+                                     /*release_weights=*/true, render_precision(o)));
   report.load_ms = ms_since(t_session) - in.audio_ms;
   report.audio_ms = in.audio_ms;
   report.model_size = in.model_size;
   report.audio_mode = in.mode.name;
   report.backend = nn::backend_name(o.backend);
+  std::tie(report.precision, report.isa) = precision_and_isa(o);
+  report.video_fps = static_cast<double>(in.fps_num) / in.fps_den;
+  report.avatar_fps = in.avatar_fps;
   if (interrupted()) return Interrupted();
+  print_render_notes(in, o, to_dir);
 
-  // The output writer, aimed at a staging name when an existing output is to be replaced.
-  const std::string staged = target_exists ? target + ".new-" + std::to_string(::getpid()) : "";
-  const std::string writer_path = staged.empty() ? target : staged;
-  std::unique_ptr<io::FrameWriter> writer;
-  if (to_dir) {
-    io::ImageSequenceOptions io_opts;
-    io_opts.format = o.image_format == "jpg" ? io::ImageFormat::kJpg : io::ImageFormat::kPng;
-    TR_ASSIGN_OR_RETURN(writer, io::create_image_sequence_writer(writer_path, io_opts));
-  } else {
-    const io::Mp4Options mp4 = mp4_options(in, o);
+  // The output writer, aimed at a staging name when something of ours is to be replaced.
+  io::Mp4Options mp4;
+  if (!to_dir) {
+    mp4 = mp4_options(in, o);
     report.encoder = fmt::format("x264 {} crf {}", mp4.preset, mp4.crf);
-    TR_ASSIGN_OR_RETURN(writer, io::create_mp4_writer(writer_path, mp4));
   }
-  auto sink = make_writer_sink(std::move(writer), target, staged);
+  // The encoder's share of memory (report.memory): what opening it added, less what the
+  // frame cache, decoding ahead meanwhile, added.
+  const double rss_before_sink = current_rss_mb();
+  const int64_t cache_before_sink = in.store->resident_bytes();
+  TR_ASSIGN_OR_RETURN(std::shared_ptr<FrameSink> sink,
+                      open_output_sink(target, mp4, io::ImageSequenceOptions{}));
+  const double encoder_mb =
+      std::max(0.0, current_rss_mb() - rss_before_sink -
+                        (in.store->resident_bytes() - cache_before_sink) / (1024.0 * 1024.0));
 
   PipelineOptions po = pipeline_options(in, o);
   auto bar = std::make_shared<ProgressBar>();
@@ -508,6 +579,8 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
       rss->push_back({static_cast<int>(d / frames_per_minute), current_rss_mb(), peak_rss_mb()});
     }
   };
+  // Kept for the memory breakdown: the pipeline takes its own reference.
+  const auto session_predictor = std::dynamic_pointer_cast<SessionPredictor>(predictor);
   TR_ASSIGN_OR_RETURN(PipelineStats stats,
                       run_pipeline(in.avatar, in.windows, std::move(predictor), sink, po));
 
@@ -520,7 +593,8 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
   report.composite_ms_per_frame = stats.composite_ms / n;
   report.encode_ms_per_frame = stats.encode_ms / n;
   report.wait_frames_ms_per_frame = stats.wait_frames_ms / n;
-  report.batch = o.batch > 0 ? o.batch : default_batch(o.backend);
+  report.batch = po.batch;
+  report.render_s = stats.run_s;
   report.workers = o.workers;
   report.threads = o.threads;
   report.cache_mb = o.cache_mb;
@@ -528,6 +602,18 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
   report.frames_decoded = in.store->frames_decoded();
   report.rss_by_minute = *rss;
   report.peak_rss_mb = peak_rss_mb();
+  RenderReport::MemoryBreakdown& mem = report.memory;
+  mem.frame_cache_mb = report.frame_cache_mb;
+  if (session_predictor) {
+    const nn::Session::MemoryUse use = session_predictor->session().memory_use();
+    mem.weights_mb = use.weights_bytes / (1024.0 * 1024.0);
+    mem.workspace_mb = use.workspace_bytes / (1024.0 * 1024.0);
+  }
+  mem.runtime_mb = mem.weights_mb + mem.workspace_mb;
+  mem.encoder_mb = encoder_mb;
+  mem.code_mb = file_rss_mb();
+  mem.other_mb =
+      report.peak_rss_mb - mem.frame_cache_mb - mem.runtime_mb - mem.encoder_mb - mem.code_mb;
   return report;
 }
 

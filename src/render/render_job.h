@@ -12,6 +12,7 @@
 #include "io/frame_store.h"
 #include "io/frame_writer.h"
 #include "nn/nn.h"
+#include "render/output_target.h"
 #include "render/render.h"
 
 namespace tr::render {
@@ -28,6 +29,9 @@ inline constexpr int kDefaultCpuBatch = 1;
 inline constexpr int kDefaultCudaBatch = 4;
 int default_batch(nn::BackendKind backend);
 
+// The runtime precision when --precision is not given: fp32 (README, "Precision").
+inline constexpr nn::Precision kDefaultRenderPrecision = nn::Precision::kFloat32;
+
 // The x264 preset when --preset is not given.
 // cpu: ultrafast. The generator fills every core, so each millisecond of encoder CPU is a
 // millisecond less for inference. Measured with `talkrender bench` (gen320-ave, batch 4,
@@ -41,8 +45,9 @@ const char* default_preset(nn::BackendKind backend);
 
 struct RenderJobOptions {
   std::string package_dir;
-  // Speech: exactly one of audio_path (decoded + audio encoder) and features_path
-  // (.bin float32 [T, block] with .json sidecar, or .npy; already the padded matrix P).
+  // Speech: audio_path (decoded + audio encoder), features_path (.bin float32 [T, block]
+  // with .json sidecar, or .npy; already the padded matrix P), or both: the features drive
+  // the mouth and the audio is the MP4's sound (its length checked against the features).
   std::string audio_path;
   std::string features_path;
   std::string audio_encoder_path;  // empty: <package>/models/audio_encoder.onnx
@@ -52,9 +57,10 @@ struct RenderJobOptions {
   // per use); N > 0 bounds it to N MiB, decoding on a thread ahead of the frame walk.
   int64_t cache_mb = 0;
 
-  // Output: a path ending in '/' or an existing directory is an image sequence.
+  // Output: the kind comes from the name (render/output_target.h: NAME.mp4, DIR/, an
+  // existing folder, or NAME_%06d.png).
   std::string out_path;
-  std::string image_format = "png";  // png | jpg
+  std::string image_format;  // png | jpg for sequences; empty: from the name, else png
   int crf = 20;
   std::string preset;  // empty: default_preset(backend)
   bool overwrite = false;
@@ -67,6 +73,8 @@ struct RenderJobOptions {
   int workers = 2;
   int threads = 0;  // runtime threads, 0 = one per core
   nn::BackendKind backend = nn::BackendKind::kCpu;
+  // Unset: kDefaultRenderPrecision (see there).
+  std::optional<nn::Precision> precision;
   int decode_threads = 0;
 
   bool progress = false;  // progress bar on stderr
@@ -75,7 +83,8 @@ struct RenderJobOptions {
 struct RenderReport {
   int64_t frames = 0;
   double wall_s = 0;    // the whole job, loading included
-  double fps = 0;       // frames / (first inference -> last frame written)
+  double fps = 0;       // frames / render_s
+  double render_s = 0;  // first inference -> last frame written
   double load_ms = 0;   // package decode + model load
   double audio_ms = 0;  // audio decode + mel + encoder, or reading the feature file
   double prep_ms_per_frame = 0;
@@ -87,6 +96,17 @@ struct RenderReport {
   int64_t cache_mb = 0;                 // 0 = full cache
   double frame_cache_mb = 0;            // bytes the frame cache held at the end
   int64_t frames_decoded = 0;           // avatar frames decoded (restarts included)
+  // Where peak_rss_mb goes (issue 21): each part measured on its own, other the remainder.
+  struct MemoryBreakdown {
+    double frame_cache_mb = 0;  // decoded avatar frames held (the store's bytes, at the end)
+    double runtime_mb = 0;      // weights_mb + workspace_mb
+    double weights_mb = 0;      // the model's weights (the backend's copy: as large in fp32)
+    double workspace_mb = 0;    // activation arena + scratch of the compiled plan
+    double encoder_mb = 0;      // resident memory the MP4 encoder added when it opened
+    double code_mb = 0;         // file-backed: the binary, shared libraries, mapped files
+    double other_mb = 0;        // peak - the above: decoder, compositing, allocator, stacks
+  };
+  MemoryBreakdown memory;
   // Resident and peak memory after each minute of output video (long renders).
   struct RssPoint {
     int minute = 0;
@@ -97,8 +117,12 @@ struct RenderReport {
   int model_size = 0;
   std::string audio_mode;
   std::string backend;
-  std::string encoder;  // "x264 PRESET crf N" for MP4 output, empty for image sequences
+  std::string precision;  // what the runtime computed in: fp32, bf16, fp16
+  std::string isa;        // cpu: oneDNN's ISA and the activation layout, e.g. "avx2 nChw8c"
+  std::string encoder;    // "x264 PRESET crf N" for MP4 output, empty for image sequences
   std::string output;
+  double video_fps = 0;   // the output's frame rate: the model's
+  double avatar_fps = 0;  // the avatar video's own rate (frames are taken by index)
 
   nlohmann::json to_json() const;
   std::string to_text() const;  // a few human-readable lines
@@ -127,26 +151,35 @@ struct LoadedRender {
   std::shared_ptr<AvatarFrames> avatar;
   std::shared_ptr<io::FrameStore> store;  // behind avatar->source
   std::shared_ptr<FeatureWindows> windows;
-  int width = 0, height = 0, fps_num = 25, fps_den = 1;
+  int width = 0, height = 0;
+  // The output's frame rate: the model's (mode.fps), whatever the avatar video's, since a
+  // feature window covers one model frame. Avatar frames are still taken by index.
+  int fps_num = 25, fps_den = 1;
+  double avatar_fps = 25.0;  // the avatar video's own (average) rate, for notes
+  double audio_s = 0;        // seconds of speech in --audio (0 without it)
   double load_ms = 0, audio_ms = 0;
 };
 // Loads the generator, the speech features and the package as run_render_job does
 // (o.out_path and the output flags are not used).
 Result<LoadedRender> load_render_inputs(const RenderJobOptions& o);
 
+// o.precision, or kDefaultRenderPrecision when unset.
+std::optional<nn::Precision> render_precision(const RenderJobOptions& o);
+// For the report: the precision the runtime will compute in and (cpu) the ISA and layout;
+// empty when the precision cannot run here.
+std::pair<std::string, std::string> precision_and_isa(const RenderJobOptions& o);
+
 // A Predictor running `model` on a new runtime session. With `release_weights` the session
 // lets go of the model's weights after compiling (nn::SessionOptions::release_weights): for
 // a render, which runs one batch shape and drops its Model afterwards.
-Result<std::shared_ptr<Predictor>> make_predictor(std::shared_ptr<const nn::Model> model,
-                                                  nn::BackendKind backend, int threads,
-                                                  bool release_weights = false);
+// `precision` unset: the backend's default (nn::resolve_precision).
+Result<std::shared_ptr<Predictor>> make_predictor(
+    std::shared_ptr<const nn::Model> model, nn::BackendKind backend, int threads,
+    bool release_weights = false, std::optional<nn::Precision> precision = std::nullopt);
 
-// A FrameSink over an io::FrameWriter writing `target` (staged: see run_render_job).
-std::shared_ptr<FrameSink> make_writer_sink(std::unique_ptr<io::FrameWriter> writer,
-                                            std::string target, std::string staged = "");
-
-// MP4 writer options for a loaded render: the package's size and rate, the job's x264
-// settings, and its audio file (if any) as the soundtrack.
+// MP4 writer options for a loaded render: the package's size, the model's rate, the job's
+// x264 settings, and its audio file (if any) as the soundtrack: all of it, or cut at the
+// video's end when --frames asked for fewer frames than the speech needs.
 io::Mp4Options mp4_options(const LoadedRender& in, const RenderJobOptions& o);
 
 // Pipeline options for a loaded render and the job's flags.

@@ -189,5 +189,28 @@ TEST(FeatureFiles, Validation) {
   expect_error(read_feature_file(dir + "/missing.npy"), dir + "/missing.npy", "missing");
 }
 
+// Issue 23: a sidecar whose shape overflows (the fuzzer's input: the element count overflows
+// int64; before, it saturated and "* 4" was signed overflow, shown as rows of -4 bytes). The
+// error names the sidecar and the declared shape, never a wrapped number.
+TEST(FeatureFiles, OverflowingSidecarShapeIsAnError) {
+  const std::string dir = test::temp_dir();
+  const std::string bin = dir + "/o.bin", json = dir + "/o.json";
+  write_bytes(bin, std::vector<float>(512, 0.f));
+  const char* shapes[] = {
+      "[1, 1121000, 1121000009607009607]",  // the fuzzer's: numel overflows
+      "[1, 4611686018427387904]",           // numel fits, bytes (* 4) do not
+      "[0, 4611686018427387904, 4]",        // no rows, but the row size overflows
+  };
+  for (const char* s : shapes) {
+    { std::ofstream(json) << "{\"shape\": " << s << "}"; }
+    auto r = read_feature_file(bin);
+    expect_error(r, json, s);
+    if (!r.ok()) {
+      EXPECT_NE(r.error().message.find(s), std::string::npos) << r.error().message;
+      EXPECT_EQ(r.error().message.find("-4"), std::string::npos) << r.error().message;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tr::audio

@@ -972,6 +972,7 @@ def check_case(spec, d, verbose):
     if 'signal' in spec:
         stop_s = time.time() - t_sig
     proc.stdout_text = so.decode('utf-8', 'replace')  # for the cases' check callables
+    proc.stderr_text = se.decode('utf-8', 'replace')
     wall = time.time() - t0
     msg = (so + se).decode('utf-8', 'replace')
     errors = []

@@ -67,6 +67,7 @@ struct AudioCase {
   double audio_seconds;  // vs 50 frames = 2.0 s of video
   int rate, channels;
   const char* ext;
+  bool cut = false;  // Mp4Options::cut_audio_at_video_end
 };
 
 class Mp4RoundTrip : public ::testing::TestWithParam<AudioCase> {};
@@ -81,6 +82,7 @@ TEST_P(Mp4RoundTrip, FramesCodecsAndAudioLength) {
   o.width = kW;
   o.height = kH;
   o.audio_path = audio;
+  o.cut_audio_at_video_end = c.cut;
   auto w = create_mp4_writer(out, o);
   ASSERT_TRUE(w.ok()) << w.error().message;
   const int n = 50;
@@ -103,7 +105,10 @@ TEST_P(Mp4RoundTrip, FramesCodecsAndAudioLength) {
   double vdur = std::stod(probe("-select_streams v:0 -show_entries stream=duration", out));
   double adur = std::stod(probe("-select_streams a:0 -show_entries stream=duration", out));
   EXPECT_NEAR(vdur, n / 25.0, 1e-6);
-  EXPECT_NEAR(adur, vdur, 1.0 / 25.0) << "audio " << adur << " s vs video " << vdur << " s";
+  // The whole input (never padded with silence), or up to the video's end when cutting;
+  // within one AAC frame.
+  const double want_audio = c.cut ? std::min(c.audio_seconds, vdur) : c.audio_seconds;
+  EXPECT_NEAR(adur, want_audio, 1024.0 / c.rate) << "audio " << adur << " s vs video " << vdur;
   std::string errors;
   EXPECT_EQ(test::run_command("ffmpeg -nostdin -v error -i '" + out + "' -f null - 2>&1", &errors),
             0);
@@ -120,10 +125,84 @@ TEST_P(Mp4RoundTrip, FramesCodecsAndAudioLength) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Audio, Mp4RoundTrip,
-                         ::testing::Values(AudioCase{"longer_wav_trimmed", 3.0, 16000, 1, "wav"},
-                                           AudioCase{"shorter_padded", 1.3, 44100, 2, "wav"},
-                                           AudioCase{"odd_rate_mp3", 2.5, 22050, 2, "mp3"}),
+                         ::testing::Values(AudioCase{"longer_wav_cut", 3.0, 16000, 1, "wav", true},
+                                           AudioCase{"shorter_kept", 1.3, 44100, 2, "wav"},
+                                           AudioCase{"odd_rate_mp3", 2.06, 22050, 2, "mp3"}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// Audio that outlasts the video by more than kMaxAudioOverhangFrames means the render
+// made too few frames: finish() fails (kRuntime, naming the file) instead of cutting the
+// speech, and leaves nothing. Before issue 20 the writer cut the audio silently.
+TEST(Mp4Writer, RefusesToCutTheSpeech) {
+  TempDir tmp;
+  const std::string audio = tmp.file("speech.wav");
+  make_sine(audio, 3.0, 16000, 1);
+  const std::string out = tmp.file("short.mp4");
+  Mp4Options o = mp4_options(kW, kH);
+  o.audio_path = audio;
+  auto w = create_mp4_writer(out, o);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE((*w)->write_frame(synthetic_frame(i)).ok());
+  Status s = (*w)->finish();
+  ASSERT_FALSE(s.ok()) << "3 s of audio muxed under 2 s of video";
+  EXPECT_EQ(s.error().kind, ErrorKind::kRuntime);
+  EXPECT_NE(s.message().find("short.mp4"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("outlasts"), std::string::npos) << s.message();
+  EXPECT_EQ(count_entries(tmp.path()), 1u) << "only the audio input";
+
+  // Within the allowance (the contract's n + 2 frames end before the speech): accepted,
+  // and the audio is all there.
+  const std::string near = tmp.file("near.mp4");
+  make_sine(audio, 2.0 + 1.5 / 25.0, 16000, 1);
+  auto w2 = create_mp4_writer(near, o);
+  ASSERT_TRUE(w2.ok()) << w2.error().message;
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE((*w2)->write_frame(synthetic_frame(i)).ok());
+  s = (*w2)->finish();
+  ASSERT_TRUE(s.ok()) << s.message();
+  const double adur = std::stod(probe("-select_streams a:0 -show_entries stream=duration", near));
+  EXPECT_NEAR(adur, 2.0 + 1.5 / 25.0, 1024.0 / 16000);
+}
+
+// H.264 4:2:0 needs even sizes: an odd frame is padded by one column / row that repeats its
+// edge, and nothing of the frame is lost.
+TEST(Mp4Writer, OddSizeIsPaddedWithTheEdgePixels) {
+  TempDir tmp;
+  const std::string out = tmp.file("odd.mp4");
+  const int w = 161, h = 121;
+  EXPECT_EQ(mp4_encoded_size(w, h), cv::Size(162, 122));
+  EXPECT_EQ(mp4_encoded_size(160, 120), cv::Size(160, 120));
+  auto writer = create_mp4_writer(out, mp4_options(w, h));
+  ASSERT_TRUE(writer.ok()) << writer.error().message;
+  std::vector<cv::Mat> written;
+  for (int i = 0; i < 5; ++i) {
+    // A frame whose last column and row differ strongly from their neighbours' far side,
+    // held as a view into a larger black buffer (as decoded frames are): the padding must
+    // repeat the frame's edge, not show the buffer beyond it.
+    cv::Mat buffer(h + 8, w + 8, CV_8UC3, cv::Scalar::all(0));
+    cv::Mat f = buffer(cv::Rect(0, 0, w, h));
+    synthetic_frame(i, w, h).copyTo(f);
+    f.col(w - 1).setTo(cv::Scalar(250, 20, 20));
+    f.row(h - 1).setTo(cv::Scalar(20, 250, 20));
+    written.push_back(f.clone());
+    ASSERT_TRUE((*writer)->write_frame(f).ok());
+  }
+  // A frame of the padded size is not what was promised.
+  EXPECT_FALSE((*writer)->write_frame(synthetic_frame(0, 162, 122)).ok());
+  ASSERT_TRUE((*writer)->finish().ok());
+  EXPECT_EQ(probe("-select_streams v:0 -show_entries stream=width,height", out), "162,122");
+  auto decoded = decode_all_frames(out);
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  ASSERT_EQ(decoded->size(), written.size());
+  for (size_t i = 0; i < written.size(); ++i) {
+    const cv::Mat& d = (*decoded)[i];
+    EXPECT_GT(cv::PSNR(d(cv::Rect(0, 0, w, h)), written[i]), 30.0) << "frame " << i;
+    // The extra column repeats the last one, the extra row the last row.
+    EXPECT_LT(cv::norm(d.col(w), d.col(w - 1), cv::NORM_L1) / (h * 3.0), 6.0) << "frame " << i;
+    const double row_diff =
+        cv::norm(d.row(h).colRange(0, w), d.row(h - 1).colRange(0, w), cv::NORM_L1);
+    EXPECT_LT(row_diff / (w * 3.0), 6.0) << "frame " << i;
+  }
+}
 
 TEST(Mp4Writer, NoAudioAndNonIntegerFps) {
   TempDir tmp;
@@ -161,7 +240,7 @@ TEST(Mp4Writer, AbortAndDestructorLeaveNothing) {
 
 TEST(Mp4Writer, RejectsBadInput) {
   TempDir tmp;
-  EXPECT_FALSE(create_mp4_writer(tmp.file("x.mp4"), mp4_options(161, 120)).ok());
+  EXPECT_FALSE(create_mp4_writer(tmp.file("x.mp4"), mp4_options(0, 120)).ok());
   Mp4Options o = mp4_options(kW, kH);
   o.crf = 60;
   EXPECT_FALSE(create_mp4_writer(tmp.file("x.mp4"), o).ok());

@@ -5,6 +5,10 @@ PyTorch's output. Each export is first evaluated by a numpy reference evaluator
 (onnx_numpy_ref.py) at the smallest golden batch, so an exporter problem is told apart
 from an engine problem.
 
+Backends: ref, cpu, and cpu-b8 / cpu-b16: the cpu backend with its activation layout forced
+to nChw8c / nChw16c (TALKRENDER_CPU_BLOCK), so both layouts are checked on any CPU. The
+default runs ref, cpu-b8 and cpu-b16 (plain cpu is one of the two).
+
 Tolerances: generators max |diff| <= 1e-4 (outputs are in [0, 1]); the encoder
 max |diff| <= 1e-4 * max |golden| (its outputs are unbounded ReLU features).
 
@@ -162,6 +166,14 @@ def compare(model, got, want):
     return max_diff <= tol, text
 
 
+def cpu_has_avx512():
+    try:
+        with open('/proc/cpuinfo') as f:
+            return ' avx512f' in f.read()
+    except OSError:
+        return False
+
+
 def run_case(case, workdir, talkrender, backends, seed, timeout, extra_infer_args,
              numpy_check):
     import numpy as np
@@ -183,17 +195,29 @@ def run_case(case, workdir, talkrender, backends, seed, timeout, extra_infer_arg
         want = np.load(prefix + '.output.npy')
         for backend in backends:
             label = '%s b%d %s' % (case, batch, backend)
+            # nChw16c without AVX-512 runs oneDNN's naive kernels (minutes per generator
+            # frame): the smallest golden batch checks the layout, the others are skipped.
+            if (backend == 'cpu-b16' and batch != min(info['golden_batches']) and
+                    not cpu_has_avx512()):
+                print('SKIP %-40s nChw16c on a CPU without AVX-512 runs naive kernels; '
+                      'checked at batch %d only' % (label, min(info['golden_batches'])))
+                continue
             got_path = '%s.%s.got.npy' % (prefix, backend)
             if os.path.exists(got_path):
                 os.unlink(got_path)
             cmd = [talkrender, 'infer', '--model', os.path.join(out_dir, model + '.onnx')]
             for name in input_names:
                 cmd += ['--input', '%s=%s.%s.npy' % (name, prefix, name)]
-            cmd += ['--out', got_path, '--backend', backend] + extra_infer_args
+            env = dict(os.environ)
+            engine = backend
+            if backend.startswith('cpu-b'):
+                engine = 'cpu'
+                env['TALKRENDER_CPU_BLOCK'] = backend[len('cpu-b'):]
+            cmd += ['--out', got_path, '--backend', engine] + extra_infer_args
             t0 = time.monotonic()
             try:
                 proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True, errors='replace', timeout=timeout)
+                                      text=True, errors='replace', timeout=timeout, env=env)
             except subprocess.TimeoutExpired:
                 print('FAIL %-40s infer timed out after %d s: %s' % (label, timeout, ' '.join(cmd)))
                 results.append((label, False))
@@ -227,7 +251,8 @@ def main():
     ap.add_argument('--talkrender', help='the binary (default: $TALKRENDER_BUILD/talkrender)')
     ap.add_argument('--work', help='export directory (default: '
                     '$TALKRENDER_BUILD/tests/models)')
-    ap.add_argument('--backends', default='ref,cpu')
+    ap.add_argument('--backends', default='ref,cpu-b8,cpu-b16',
+                    help='comma-separated: ref, cpu, cpu-b8, cpu-b16 (default %(default)s)')
     ap.add_argument('--seed', type=int, default=1234)
     ap.add_argument('--timeout', type=int, default=600, help='seconds per infer call')
     ap.add_argument('--no-numpy-check', action='store_true',

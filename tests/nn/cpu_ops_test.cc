@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,7 +21,33 @@ using test::max_abs_diff;
 using test::random_tensor;
 using Ints = std::vector<int64_t>;
 
-// Runs `g` on the cpu backend (shapes inferred on a copy) with 2 threads.
+// The activation layout's channel block, forced through TALKRENDER_CPU_BLOCK while in scope:
+// every case runs in nChw8c and in nChw16c whatever the CPU offers.
+class ForceBlock {
+ public:
+  explicit ForceBlock(int block) {
+    const char* old = std::getenv("TALKRENDER_CPU_BLOCK");
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    setenv("TALKRENDER_CPU_BLOCK", std::to_string(block).c_str(), 1);
+  }
+  ~ForceBlock() {
+    if (had_)
+      setenv("TALKRENDER_CPU_BLOCK", old_.c_str(), 1);
+    else
+      unsetenv("TALKRENDER_CPU_BLOCK");
+  }
+
+ private:
+  bool had_ = false;
+  std::string old_;
+};
+constexpr int kBlocks[] = {8, 16};
+// The precision run_cpu compiles for (the bf16 tests set it).
+Precision g_precision = Precision::kFloat32;
+
+// Runs `g` on the cpu backend (shapes inferred on a copy) with 2 threads, in the layout the
+// CPU gets (or the one ForceBlock sets).
 std::vector<Tensor> run_cpu(const Graph& graph, const std::vector<Tensor>& inputs) {
   Graph g = graph;
   for (size_t i = 0; i < g.inputs.size(); ++i) {
@@ -30,7 +57,7 @@ std::vector<Tensor> run_cpu(const Graph& graph, const std::vector<Tensor>& input
   Status st = infer_shapes(g);
   EXPECT_TRUE(st.ok()) << st.error().message;
   if (!st.ok()) return {};
-  auto exe = make_cpu_backend()->compile(g, 2);
+  auto exe = make_cpu_backend(g_precision, false)->compile(g, 2);
   EXPECT_TRUE(exe.ok()) << exe.error().message;
   if (!exe.ok()) return {};
   auto out = (*exe)->run(inputs);
@@ -46,12 +73,15 @@ std::vector<Tensor> run_cpu(const Graph& graph, const std::vector<Tensor>& input
 
 void expect_matches_reference(const Graph& g, const std::vector<Tensor>& inputs, float tol) {
   std::vector<Tensor> want = test::run_reference(g, inputs);
-  std::vector<Tensor> got = run_cpu(g, inputs);
   ASSERT_FALSE(want.empty()) << "the reference backend failed";
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < want.size(); ++i) {
-    EXPECT_EQ(got[i].shape(), want[i].shape()) << "output " << i;
-    EXPECT_LE(max_abs_diff(got[i], want[i]), tol) << "output " << i;
+  for (int block : kBlocks) {
+    ForceBlock force(block);
+    std::vector<Tensor> got = run_cpu(g, inputs);
+    ASSERT_EQ(got.size(), want.size()) << "nChw" << block << "c";
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(got[i].shape(), want[i].shape()) << "output " << i << ", nChw" << block << "c";
+      EXPECT_LE(max_abs_diff(got[i], want[i]), tol) << "output " << i << ", nChw" << block << "c";
+    }
   }
 }
 
@@ -247,7 +277,7 @@ TEST(CpuGraphTest, ExecutablesRunConcurrently) {
   const Tensor input = random_tensor({2, 16, 24, 24}, 53);
   const std::vector<Tensor> want = test::run_reference(b.g, {input});
   ASSERT_EQ(want.size(), 1u);
-  auto backend = make_cpu_backend();
+  auto backend = make_cpu_backend(Precision::kFloat32, false);
   std::vector<std::unique_ptr<Executable>> exes;
   for (int i = 0; i < 2; ++i) {
     auto exe = backend->compile(g, 1);
@@ -292,11 +322,61 @@ TEST(CpuGraphTest, WrongInputShapeIsAnError) {
   b.output(b.op(OpKind::kRelu, {x}));
   Graph g = b.g;
   ASSERT_TRUE(infer_shapes(g).ok());
-  auto exe = make_cpu_backend()->compile(g, 1);
+  auto exe = make_cpu_backend(Precision::kFloat32, false)->compile(g, 1);
   ASSERT_TRUE(exe.ok());
   auto out = (*exe)->run({random_tensor({1, 8, 4, 5}, 1)});
   ASSERT_FALSE(out.ok());
   EXPECT_NE(out.error().message.find("[1, 8, 4, 5]"), std::string::npos) << out.error().message;
+}
+
+}  // namespace
+}  // namespace tr::nn
+
+namespace tr::nn {
+namespace {
+
+// bf16 (where the CPU computes it natively): the resize + concat slices and the bottleneck
+// block with bf16 activations in nChw16c, the first and last convs in fp32. The tolerance is
+// bf16's: 8 bits of mantissa through a few layers.
+TEST(CpuBf16Test, ResizeConcatAndBottleneck) {
+  if (!cpu_info().native_bf16)
+    GTEST_SKIP() << "SKIPPED: this CPU has no native bf16 (oneDNN ISA " << cpu_info().isa << ")";
+  g_precision = Precision::kBFloat16;
+  {
+    Builder b;
+    ValueId x = b.input("x", {2, 16, 5, 6});
+    ValueId skip = b.input("skip", {2, 24, 10, 12});
+    ValueId scales = b.constant("scales", Tensor::f32({4}, {1.f, 1.f, 2.f, 2.f}));
+    ValueId up = b.op(OpKind::kResize, {x, kNoId, scales},
+                      {{"mode", std::string("linear")},
+                       {"coordinate_transformation_mode", std::string("align_corners")}});
+    b.output(b.op(OpKind::kConcat, {up, skip}, {{"axis", int64_t{1}}}));
+    expect_matches_reference(
+        b.g, {random_tensor({2, 16, 5, 6}, 71), random_tensor({2, 24, 10, 12}, 72)}, 0.02f);
+  }
+  {
+    Builder b;
+    ValueId x = b.input("x", {2, 16, 12, 12});
+    auto conv = [&](ValueId in, int64_t cin, int64_t cout, int64_t k, int64_t group,
+                    const std::string& act, uint32_t seed) {
+      ValueId w = b.constant("w" + std::to_string(seed),
+                             random_tensor({cout, cin / group, k, k}, seed, -0.3f, 0.3f));
+      return b.op(
+          OpKind::kFusedConv,
+          {in, w, b.constant("b" + std::to_string(seed), random_tensor({cout}, seed + 100))},
+          {{"kernel_shape", Ints{k, k}},
+           {"pads", Ints{k / 2, k / 2, k / 2, k / 2}},
+           {"group", group},
+           {"activation", act}});
+    };
+    ValueId e = conv(x, 16, 64, 1, 1, "Relu", 81);
+    ValueId d = conv(e, 64, 64, 3, 64, "Relu", 82);
+    ValueId p = conv(d, 64, 32, 1, 1, "Relu", 83);
+    ValueId q = conv(p, 32, 32, 1, 1, "Relu", 84);
+    b.output(b.op(OpKind::kSigmoid, {conv(q, 32, 3, 1, 1, "", 85)}));
+    expect_matches_reference(b.g, {random_tensor({2, 16, 12, 12}, 86)}, 0.05f);
+  }
+  g_precision = Precision::kFloat32;
 }
 
 }  // namespace

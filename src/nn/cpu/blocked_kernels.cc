@@ -26,13 +26,21 @@ std::vector<LinearTap> linear_taps(const ResizeParams& p, size_t dim) {
   return taps;
 }
 
-}  // namespace
+inline float load(const float* p) { return *p; }
+inline float load(const uint16_t* p) { return bf16_to_float(*p); }
+inline void store(float* p, float v) { *p = v; }
+inline void store(uint16_t* p, float v) { *p = float_to_bf16(v); }
 
-void resize_nchw8c(const ResizeParams& p, const float* in, float* out, int64_t out_batch_stride) {
-  const int64_t n = p.in_shape[0], cb = channel_blocks(p.in_shape[1]);
+// T: float or uint16_t (bfloat16 bits). BLOCK: 8 or 16 as a constant so the inner loops
+// vectorise; 0 = any block (runtime `block`).
+template <typename T, int BLOCK>
+void resize_impl(const ResizeParams& p, int64_t block_rt, const T* in, T* out,
+                 int64_t out_batch_stride) {
+  const int64_t block = BLOCK ? BLOCK : block_rt;
+  const int64_t n = p.in_shape[0], cb = channel_blocks(p.in_shape[1], block);
   const int64_t ih = p.in_shape[2], iw = p.in_shape[3];
   const int64_t oh = p.out_shape[2], ow = p.out_shape[3];
-  const int64_t in_plane = ih * iw * kBlock, out_plane = oh * ow * kBlock;
+  const int64_t in_plane = ih * iw * block, out_plane = oh * ow * block;
   if (out_batch_stride == 0) out_batch_stride = cb * out_plane;
 
   if (p.mode == ResizeMode::kNearest) {
@@ -43,10 +51,9 @@ void resize_nchw8c(const ResizeParams& p, const float* in, float* out, int64_t o
     for (int64_t plane = 0; plane < n * cb; ++plane)
       for (int64_t y = 0; y < oh; ++y) {
         const int64_t b = plane / cb, c = plane % cb;
-        const float* src = in + plane * in_plane + ys[y] * iw * kBlock;
-        float* dst = out + b * out_batch_stride + c * out_plane + y * ow * kBlock;
-        for (int64_t x = 0; x < ow; ++x)
-          std::copy_n(src + xs[x] * kBlock, kBlock, dst + x * kBlock);
+        const T* src = in + plane * in_plane + ys[y] * iw * block;
+        T* dst = out + b * out_batch_stride + c * out_plane + y * ow * block;
+        for (int64_t x = 0; x < ow; ++x) std::copy_n(src + xs[x] * block, block, dst + x * block);
       }
     return;
   }
@@ -56,22 +63,42 @@ void resize_nchw8c(const ResizeParams& p, const float* in, float* out, int64_t o
   for (int64_t plane = 0; plane < n * cb; ++plane)
     for (int64_t y = 0; y < oh; ++y) {
       const int64_t b = plane / cb, c = plane % cb;
-      const float* row0 = in + plane * in_plane + ty[y].i0 * iw * kBlock;
-      const float* row1 = in + plane * in_plane + ty[y].i1 * iw * kBlock;
+      const T* row0 = in + plane * in_plane + ty[y].i0 * iw * block;
+      const T* row1 = in + plane * in_plane + ty[y].i1 * iw * block;
       const float wy1 = ty[y].w1, wy0 = 1.f - wy1;
-      float* dst = out + b * out_batch_stride + c * out_plane + y * ow * kBlock;
+      T* dst = out + b * out_batch_stride + c * out_plane + y * ow * block;
       for (int64_t x = 0; x < ow; ++x) {
-        const float* a0 = row0 + tx[x].i0 * kBlock;
-        const float* a1 = row0 + tx[x].i1 * kBlock;
-        const float* b0 = row1 + tx[x].i0 * kBlock;
-        const float* b1 = row1 + tx[x].i1 * kBlock;
+        const T* a0 = row0 + tx[x].i0 * block;
+        const T* a1 = row0 + tx[x].i1 * block;
+        const T* b0 = row1 + tx[x].i0 * block;
+        const T* b1 = row1 + tx[x].i1 * block;
         const float wx1 = tx[x].w1, wx0 = 1.f - wx1;
-        float* d = dst + x * kBlock;
+        T* d = dst + x * block;
 #pragma omp simd
-        for (int64_t k = 0; k < kBlock; ++k)
-          d[k] = wy0 * (wx0 * a0[k] + wx1 * a1[k]) + wy1 * (wx0 * b0[k] + wx1 * b1[k]);
+        for (int64_t k = 0; k < block; ++k)
+          store(d + k, wy0 * (wx0 * load(a0 + k) + wx1 * load(a1 + k)) +
+                           wy1 * (wx0 * load(b0 + k) + wx1 * load(b1 + k)));
       }
     }
+}
+
+template <typename T>
+void resize_typed(const ResizeParams& p, int64_t block, const void* in, void* out, int64_t stride) {
+  const T* src = static_cast<const T*>(in);
+  T* dst = static_cast<T*>(out);
+  if (block == 8) return resize_impl<T, 8>(p, block, src, dst, stride);
+  if (block == 16) return resize_impl<T, 16>(p, block, src, dst, stride);
+  resize_impl<T, 0>(p, block, src, dst, stride);
+}
+
+}  // namespace
+
+void resize_blocked(const ResizeParams& p, int64_t block, bool bf16, const void* in, void* out,
+                    int64_t out_batch_stride) {
+  if (bf16)
+    resize_typed<uint16_t>(p, block, in, out, out_batch_stride);
+  else
+    resize_typed<float>(p, block, in, out, out_batch_stride);
 }
 
 }  // namespace tr::nn::cpu

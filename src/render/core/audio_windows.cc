@@ -39,7 +39,7 @@ void FeatureWindows::window(int64_t i, float* dst) const {
 
 Result<AudioMode> audio_mode_for_shape(const Shape& shape) {
   static const AudioMode kModes[] = {
-      {"ave", {32, 16, 16}}, {"hubert", {32, 32, 32}}, {"wenet", {256, 16, 32}}};
+      {"ave", {32, 16, 16}, 25}, {"hubert", {32, 32, 32}, 25}, {"wenet", {256, 16, 32}, 20}};
   for (const auto& m : kModes) {
     if (m.shape == shape) return m;
   }

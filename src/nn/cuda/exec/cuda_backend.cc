@@ -459,7 +459,13 @@ Result<std::string> device_description() {
   int devices = 0;
   const cudaError_t e = cudaGetDeviceCount(&devices);
   if (e != cudaSuccess || devices == 0) {
-    return BadInput(std::string("cuda: no usable CUDA device (") +
+    // One line naming what is missing (talkrender's loader has already checked that
+    // libcuda.so.1 loads; talkrender-nn comes straight here).
+    const char* what = e == cudaSuccess || e == cudaErrorNoDevice ? "no GPU"
+                       : e == cudaErrorInsufficientDriver
+                           ? "no NVIDIA driver, or one older than this CUDA runtime"
+                           : "the CUDA runtime cannot start";
+    return BadInput(std::string("backend 'cuda': no usable CUDA device: ") + what + " (" +
                     (e != cudaSuccess ? cudaGetErrorString(e) : "none found") + ")");
   }
   int dev = 0;

@@ -1,0 +1,35 @@
+// Helpers shared by the talkrender subcommands (each still lives in its own cmd_*.cc):
+// one-line usage errors, FFmpeg's log level, and matrix outputs (.npy or .bin) checked
+// before any work.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "common/status.h"
+#include "common/tensor.h"
+
+namespace tr::cli {
+
+// Parses argv into `app`. Returns -1 to go on; otherwise the exit code: 0 after --help
+// (printed on stdout), 2 after a usage error, printed as the one line
+// "talkrender CMD: <what is wrong> (see talkrender CMD --help)".
+int parse_args(CLI::App& app, int argc, char** argv);
+
+// Prints "talkrender CMD: <message>" on stderr and returns the error's exit code.
+int report_error(const CLI::App& app, const Error& e);
+
+// Adds --verbose: FFmpeg's own log on stderr (quiet otherwise, since talkrender reports
+// errors itself). Call apply_verbose() after parsing.
+void add_verbose_flag(CLI::App& app, bool* verbose);
+void apply_verbose(bool verbose);
+
+// Matrix outputs of `mel` and `features`, written as their extension says: .npy, or .bin
+// (raw float32 little-endian, row-major) with a .json sidecar {"shape": [...]} beside it
+// (the layout render --features reads). Anything else is refused before any work, as is a
+// folder that does not take new files. With `rows_are_frames` the sidecar also holds
+// "num_frames" and "feature_size", as the sample package's aud_ave.json does.
+Status check_matrix_output(const std::string& out_path);
+Status write_matrix(const std::string& out_path, const Tensor& t, bool rows_are_frames = false);
+
+}  // namespace tr::cli
