@@ -25,53 +25,16 @@
 #include <string>
 #include <vector>
 
-extern char** environ;
+#include "e2e_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using namespace e2e;
 
 constexpr int kAvatarFrames = 12;
 constexpr double kSpeechSeconds = 1.0;  // 24 output frames
 constexpr int kModelFps = 25;           // ave
-
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
-
-fs::path source_root() { return env_or("TALKRENDER_SOURCE", fs::current_path().string()); }
-fs::path build_dir() { return env_or("TALKRENDER_BUILD", (source_root() / "build").string()); }
-fs::path shared_data() {
-  return env_or("TALKRENDER_SHARED", (source_root() / ".." / "shared" / "data").string());
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// Runs a program (no shell) with stdout+stderr to `log`; returns its exit code and the log.
-int run(const std::vector<std::string>& args, const fs::path& log, std::string* out = nullptr) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = -1;
-  const bool started = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ) == 0;
-  posix_spawn_file_actions_destroy(&fa);
-  int status = 0;
-  const int rc = !started || waitpid(pid, &status, 0) != pid ? -1
-                 : WIFEXITED(status)                         ? WEXITSTATUS(status)
-                                                             : 128 + WTERMSIG(status);
-  if (out) *out = slurp(log);
-  return rc;
-}
 
 // One ffprobe field of the first stream of a kind ("v:0", "a:0").
 std::string probe(const fs::path& file, const std::string& stream, const std::string& entry) {

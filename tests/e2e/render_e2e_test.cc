@@ -23,64 +23,13 @@
 #include <thread>
 #include <vector>
 
-extern char** environ;
+#include "e2e_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using namespace e2e;
 using Clock = std::chrono::steady_clock;
-
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
-
-fs::path source_root() { return env_or("TALKRENDER_SOURCE", fs::current_path().string()); }
-fs::path build_dir() { return env_or("TALKRENDER_BUILD", (source_root() / "build").string()); }
-fs::path shared_data() {
-  return env_or("TALKRENDER_SHARED", (source_root() / ".." / "shared" / "data").string());
-}
-
-struct Proc {
-  pid_t pid = -1;
-  fs::path log;
-};
-
-// Starts a program with stdout+stderr redirected to `log`.
-Proc spawn(const std::vector<std::string>& args, const fs::path& log) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  Proc p;
-  p.log = log;
-  if (posix_spawnp(&p.pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) p.pid = -1;
-  posix_spawn_file_actions_destroy(&fa);
-  return p;
-}
-
-int wait_exit(const Proc& p) {
-  int status = 0;
-  if (p.pid < 0 || waitpid(p.pid, &status, 0) != p.pid) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// Runs to completion; returns the exit code and puts the output in *out.
-int run(const std::vector<std::string>& args, const fs::path& log, std::string* out = nullptr) {
-  int rc = wait_exit(spawn(args, log));
-  if (out) *out = slurp(log);
-  return rc;
-}
 
 class RenderE2E : public testing::Test {
  protected:
