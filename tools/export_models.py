@@ -16,14 +16,21 @@ import zlib
 
 MODEL_NAMES = [
     'gen320-ave', 'gen320-hubert', 'gen320-wenet', 'gen160-ave', 'gen160-hubert',
-    'gen160-wenet', 'encoder'
+    'gen160-wenet', 'ul-hubert', 'ul-wenet', 'encoder'
 ]
 
-# Contract parameter counts (millions, rounded as the contract prints them). The contract
-# gives figures for S = 320 and the encoder only; S = 160 lacks the 32->32 level and has
-# a smaller decoder tail (12.16 M / 12.96 M).
+# Ultralight-Digital-Human's own model (contract, "Ultralight-Digital-Human's own model"):
+# exporter name -> model_arch audio mode. Always S = 160.
+ULTRALIGHT_MODELS = {'ul-hubert': 'ul-hubert', 'ul-wenet': 'ul-wenet'}
+DEFAULT_WIDTHS = (32, 64, 128, 256, 512)
+
+# Contract parameter counts (millions, with as many decimals as the contract prints). The
+# contract gives figures for S = 320, Ultralight's own model (at the default widths) and the
+# encoder; SyncTalk_2D's S = 160 lacks the 32->32 level and has a smaller decoder tail
+# (12.16 M / 12.96 M).
 EXPECTED_PARAMS_M = {
-    'gen320-ave': 12.19, 'gen320-hubert': 12.19, 'gen320-wenet': 12.99, 'encoder': 2.81
+    'gen320-ave': '12.19', 'gen320-hubert': '12.19', 'gen320-wenet': '12.99',
+    'ul-hubert': '12.160', 'ul-wenet': '12.796', 'encoder': '2.81'
 }
 
 # Standard deviation of the pre-sigmoid logits after --non-saturated rescaling: with 1.5,
@@ -37,13 +44,19 @@ BN_DAMPING = 0.7
 HELP_EPILOG = """\
 models:
   gen320-{ave,hubert,wenet}  SyncTalk_2D "328" generator, input [B,6,320,320]
-  gen160-{ave,hubert,wenet}  Ultralight generator, input [B,6,160,160]
+  gen160-{ave,hubert,wenet}  SyncTalk_2D-style generator at S = 160, input [B,6,160,160]
       audio: ave [B,32,16,16], hubert [B,32,32,32], wenet [B,256,16,32]; output [B,3,S,S]
+  ul-{hubert,wenet}          Ultralight-Digital-Human's own unet.py Model (same parameter
+                             names, so its state dicts load unchanged), input [B,6,160,160],
+                             audio: hubert [B,16,32,32], wenet [B,128,16,32] (8-block window);
+                             --widths picks its channel widths (default 32,64,128,256,512;
+                             Ultralight's mobile setting is --widths 16,32,64,128,256)
   encoder                    ave audio encoder, mel [B,1,80,16] -> output [B,512]
 
 files written to --out (every file is written to a temporary name, then renamed):
   <model>.onnx                    the exported model
-  <model>.json                    what was exported (params, opset, batch mode, seed, ...)
+  <model>.json                    what was exported (params, opset, batch mode, widths,
+                                  seed, ...)
   <model>.b<B>.input.npy          generator image input, values in [0, 1]     (goldens)
   <model>.b<B>.audio.npy          generator audio input                       (goldens)
   <model>.b<B>.mel.npy            encoder input, values in [-4, 4]            (goldens)
@@ -78,8 +91,10 @@ weights:
 
 export:
   torch.onnx.export, constant folding on, opset 17 unless --opset, batch dimension
-  dynamic unless --static-batch. In eval mode the exporter folds BatchNorm into the
-  convs as users' exports do; --keep-batchnorm keeps BatchNormalization nodes instead.
+  dynamic unless --static-batch/--fixed-batch. In eval mode the exporter folds BatchNorm
+  into the convs as users' exports do; --keep-batchnorm keeps BatchNormalization nodes
+  instead. Ultralight's own pth2onnx.py exports opset 11 with a fixed batch of 1:
+    export_models.py --models ul-hubert --fixed-batch 1 --opset 11 --out DIR
 
 exit status: 0 ok, 2 bad input (unknown model, missing/mismatched checkpoint,
 unwritable --out), 3 export failure.
@@ -110,10 +125,14 @@ def parse_args(argv):
                         help='base seed for weights and golden inputs (default: %(default)s)')
     parser.add_argument('--opset', type=int, default=17, choices=[11, 13, 17],
                         help='ONNX opset (default: %(default)s)')
-    parser.add_argument('--static-batch', type=int, nargs='?', const=1, default=None,
+    parser.add_argument('--static-batch', '--fixed-batch', type=int, nargs='?', const=1,
+                        default=None,
                         metavar='B',
                         help='fixed batch dimension B (default 1 when given without a '
                         'value); without this option the batch dimension is dynamic')
+    parser.add_argument('--widths', metavar='C0,C1,C2,C3,C4',
+                        help='channel widths of ul-hubert / ul-wenet (default %s, or read '
+                        'from --checkpoint)' % ','.join(map(str, DEFAULT_WIDTHS)))
     parser.add_argument('--checkpoint', metavar='X.pth',
                         help='load this state dict instead of random weights (needs '
                         'exactly one model in --models)')
@@ -134,9 +153,10 @@ def parse_args(argv):
                         help='write golden inputs/outputs (default)')
     parser.add_argument('--no-goldens', dest='goldens', action='store_false',
                         help='write only the .onnx files')
-    parser.add_argument('--golden-batch', default='1,3',
-                        help='comma-separated batch sizes for goldens (default: '
-                        '%(default)s); with --static-batch B only B is written')
+    parser.add_argument('--golden-batch', default=None,
+                        help='comma-separated batch sizes for goldens (default: 1,3; with '
+                        '--static-batch B: B, or the sizes given here, since the PyTorch '
+                        'model takes any batch and talkrender runs a fixed-batch file at any)')
     parser.add_argument('--golden-dtype', choices=['float32', 'float64'], default='float32',
                         help='precision PyTorch computes the golden outputs in (default: '
                         '%(default)s; float64 is ~7x slower; stored as float32 either way)')
@@ -150,6 +170,8 @@ def parse_args(argv):
         if unknown or not args.models:
             raise UsageError('unknown model(s) %s; choose from %s or "all"' %
                              (','.join(unknown) or '(none)', ','.join(MODEL_NAMES)))
+    if args.golden_batch is None:
+        args.golden_batch = '1,3' if args.static_batch is None else str(args.static_batch)
     try:
         args.golden_batch = [int(b) for b in args.golden_batch.split(',') if b.strip()]
     except ValueError:
@@ -167,6 +189,19 @@ def parse_args(argv):
         if args.non_saturated or args.untrained_batchnorm:
             raise UsageError('--non-saturated and --untrained-batchnorm change weights; they '
                              'are for random weights only, not with --checkpoint')
+    if args.widths is not None:
+        try:
+            args.widths = tuple(int(c) for c in args.widths.split(','))
+        except ValueError:
+            raise UsageError('--widths must be five comma-separated integers, got %r' %
+                             args.widths)
+        if len(args.widths) != 5 or any(c < 2 or c % 2 for c in args.widths):
+            raise UsageError('--widths must be five even channel counts >= 2, got %s' %
+                             ','.join(map(str, args.widths)))
+        others = [m for m in args.models if m not in ULTRALIGHT_MODELS]
+        if others:
+            raise UsageError('--widths applies to %s only, not %s' %
+                             (' and '.join(ULTRALIGHT_MODELS), ','.join(others)))
     if args.non_saturated and args.untrained_batchnorm:
         raise UsageError('--non-saturated and --untrained-batchnorm exclude each other')
     return args
@@ -190,12 +225,34 @@ def model_seed(base_seed, name):
     return (base_seed * 1000003 + zlib.crc32(name.encode())) % (2**31)
 
 
-def build_model(name):
+def generator_spec(name):
+    """(size, audio mode) of a generator name: gen320-ave -> (320, 'ave'),
+    ul-hubert -> (160, 'ul-hubert')."""
+    if name in ULTRALIGHT_MODELS:
+        return 160, ULTRALIGHT_MODELS[name]
+    size, mode = name[3:].split('-')
+    return int(size), mode
+
+
+def build_model(name, widths=None):
     import model_arch
     if name == 'encoder':
         return model_arch.AudioEncoder()
-    size, mode = name[3:].split('-')
-    return model_arch.Generator(int(size), mode)
+    size, mode = generator_spec(name)
+    return model_arch.Generator(size, mode, widths=widths or DEFAULT_WIDTHS)
+
+
+def checkpoint_widths(path, trust):
+    """The channel widths of an Ultralight state dict: the output channels of inc and
+    down1..down4 (each block's last 1x1 conv), so a narrow model needs no --widths."""
+    state = read_state_dict(path, trust)
+    keys = ['inc.inconv.0.conv.6.weight'] + [
+        'down%d.maxpool_conv.0.double_conv.1.conv.6.weight' % i for i in range(1, 5)]
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise UsageError('checkpoint %s is not an Ultralight model: no tensor %s' %
+                         (path, missing[0]))
+    return tuple(int(state[k].shape[0]) for k in keys)
 
 
 def randomize_batchnorm(model, gen):
@@ -220,8 +277,7 @@ def make_inputs(name, batch, gen):
     import model_arch
     if name == 'encoder':
         return {'mel': torch.rand(batch, 1, 80, 16, generator=gen) * 8 - 4}
-    size, mode = name[3:].split('-')
-    size = int(size)
+    size, mode = generator_spec(name)
     image = torch.rand(batch, 6, size, size, generator=gen)
     audio = torch.randn(batch, *model_arch.AUDIO_SHAPES[mode], generator=gen)
     if mode == 'ave':
@@ -280,13 +336,65 @@ def spread_sigmoid_outputs(model, name, gen):
     return scale
 
 
-def load_checkpoint(model, name, path, trust):
+# What a state dict's pickle may name (anything else is refused): the containers and tensor
+# rebuild functions torch.save writes.
+PICKLE_GLOBALS = {
+    ('collections', 'OrderedDict'), ('torch._utils', '_rebuild_tensor_v2'),
+    ('torch._utils', '_rebuild_parameter'), ('torch._utils', '_rebuild_parameter_with_state'),
+    ('torch', 'Size'), ('torch', 'device'),
+}
+
+
+def check_pickle_globals(path):
+    """Refuses a zip checkpoint whose pickle names any global outside PICKLE_GLOBALS (and
+    torch's storage types), by unpickling it once with stand-ins that run nothing.
+
+    Why not torch.load(weights_only=True): Debian's torch 1.13 rejects floats there (pickle
+    opcode BINFLOAT), and Ultralight's checkpoints carry an optimizer state full of them;
+    and its torch.load ignores a custom pickle_module unless weights_only is set."""
+    import collections
+    import io
+    import pickle
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        names = [n for n in z.namelist() if n == 'data.pkl' or n.endswith('/data.pkl')]
+        if not names:
+            raise pickle.UnpicklingError('no data.pkl in the zip')
+        data = z.read(names[0])
+
+    def stand_in(*args, **kwargs):
+        return None
+
+    class Checker(pickle.Unpickler):
+
+        def find_class(self, module, name):
+            if (module, name) == ('collections', 'OrderedDict'):
+                return collections.OrderedDict
+            if (module, name) in PICKLE_GLOBALS or (module == 'torch' and
+                                                    name.endswith('Storage')):
+                return stand_in
+            raise pickle.UnpicklingError('global %s.%s is not allowed' % (module, name))
+
+        def persistent_load(self, pid):
+            return None
+
+    Checker(io.BytesIO(data)).load()
+
+
+def read_state_dict(path, trust):
+    """The state dict in a checkpoint file, unwrapped ({'model': ...} as Ultralight's
+    train.py saves it, {'state_dict': ...}, ...) and without 'module.' prefixes."""
     import torch
     try:
         if trust:
             state = torch.load(path, map_location='cpu')
         else:
-            state = torch.load(path, map_location='cpu', weights_only=True)
+            import zipfile
+            if zipfile.is_zipfile(path):
+                check_pickle_globals(path)  # raises before torch.load runs anything
+                state = torch.load(path, map_location='cpu', weights_only=False)
+            else:  # the legacy format: torch's own restricted unpickler
+                state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # pickle/zip errors have many types
         detail = (str(e).splitlines() or [''])[0][:160]
         hint = '' if trust else '; if it holds more than tensors and you trust it, add ' \
@@ -299,8 +407,12 @@ def load_checkpoint(model, name, path, trust):
             break
     if not isinstance(state, dict):
         raise UsageError('checkpoint %s does not hold a state dict' % path)
-    state = {(k[len('module.'):] if k.startswith('module.') else k): v
-             for k, v in state.items()}
+    return {(k[len('module.'):] if k.startswith('module.') else k): v
+            for k, v in state.items()}
+
+
+def load_checkpoint(model, name, path, trust):
+    state = read_state_dict(path, trust)
     expected = model.state_dict()
     if name == 'encoder' and not any(k.startswith('audio_encoder.') for k in state):
         # SyncTalk_2D saves the encoder's Sequential without the attribute prefix.
@@ -371,7 +483,13 @@ def export_one(name, args):
     seed = model_seed(args.seed, name)
     torch.manual_seed(seed)  # default conv init draws from the global generator
     gen = torch.Generator().manual_seed(seed)
-    model = build_model(name)
+    widths = None
+    if name in ULTRALIGHT_MODELS:
+        widths = args.widths
+        if widths is None and args.checkpoint:
+            widths = checkpoint_widths(args.checkpoint, args.trust_checkpoint)
+        widths = widths or DEFAULT_WIDTHS
+    model = build_model(name, widths)
     if args.checkpoint:
         load_checkpoint(model, name, args.checkpoint, args.trust_checkpoint)
         weights = 'checkpoint %s' % os.path.abspath(args.checkpoint)
@@ -392,10 +510,15 @@ def export_one(name, args):
     import model_arch
     params = model_arch.count_parameters(model)
     expected = EXPECTED_PARAMS_M.get(name)
-    params_ok = expected is None or round(params / 1e6, 2) == expected
+    if widths not in (None, DEFAULT_WIDTHS):
+        expected = None  # the contract's figures are for the default widths
+    decimals = len(expected.split('.')[1]) if expected else 0
+    params_ok = expected is None or '%.*f' % (decimals, params / 1e6) == expected
     print('%-14s params %.3f M (%s)%s' %
-          (name, params / 1e6, 'contract %.2f M' % expected if expected else
-           'no contract figure for S = 160', '' if params_ok else '  MISMATCH'))
+          (name, params / 1e6, 'contract %s M' % expected if expected else
+           'no contract figure for %s' % ('widths %s' % ','.join(map(str, widths)) if widths
+                                          else 'S = 160'),
+           '' if params_ok else '  MISMATCH'))
     if not params_ok and not args.checkpoint:
         raise RuntimeError('%s: parameter count %d does not match the contract' % (name, params))
 
@@ -445,7 +568,7 @@ def export_one(name, args):
         # from the exact value on a 90-layer generator (depending on the weights), and
         # float64 goldens judge an engine against the exact value instead.
         model64 = copy.deepcopy(model).double() if args.golden_dtype == 'float64' else None
-        batches = args.golden_batch if args.static_batch is None else [args.static_batch]
+        batches = args.golden_batch
         for batch in batches:
             gen_b = torch.Generator().manual_seed(seed + 7919 * batch)
             inputs = make_inputs(name, batch, gen_b)
@@ -479,6 +602,7 @@ def export_one(name, args):
                    list(t.shape[1:]) for n, t in example.items()},
         'output': 'output',
         'opset': args.opset,
+        'widths': list(widths) if widths else None,
         'dynamic_batch': args.static_batch is None,
         'batchnorm_folded': not args.keep_batchnorm,
         'weights': weights,

@@ -51,7 +51,7 @@ done
 [ "$SEED" -ge 1 ] || { echo "fuzz.sh: --seed must be at least 1" >&2; exit 2; }
 [ "$PARALLEL" -ge 1 ] || PARALLEL=1
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
-TARGETS=(fuzz_onnx_import fuzz_crop_rects fuzz_npy fuzz_feature_file fuzz_audio_mel)
+TARGETS=(fuzz_onnx_import fuzz_crop_rects fuzz_lms fuzz_npy fuzz_feature_file fuzz_audio_mel fuzz_pth fuzz_farm_job)
 [ ${#ONLY[@]} -gt 0 ] && TARGETS=("${ONLY[@]}")
 
 if [ "$BUILD_STEP" = 1 ]; then

@@ -11,7 +11,8 @@ PKGS=(
   libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata
   libdnnl-dev libopenblas-dev libhwy-dev libtbb-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev
-  libsoxr-dev libfftw3-dev
+  libsoxr-dev libfftw3-dev libzip-dev
+  libhiredis-dev redis-server python3-redis
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-numpy python3-scipy python3-onnx
   espeak-ng sox

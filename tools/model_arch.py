@@ -110,25 +110,38 @@ class OutConv(nn.Module):
 class AudioConv(nn.Module):
     """Audio path; `mode` picks the first layers (contract section 2):
     ave [32,16,16], hubert [32,32,32] (first 3x3 conv stride 2), wenet [256,16,32]
-    (two residual blocks at 256 first, first 3x3 conv stride (1, 2)). Output [512,10,10]."""
+    (two residual blocks at 256 first, first 3x3 conv stride (1, 2)); Ultralight's own
+    model ("Ultralight-Digital-Human's own model"): ul-hubert [16,32,32] (as hubert, but
+    16 input channels), ul-wenet [128,16,32] (block 128 -> c3, a residual block at c3,
+    then the (1, 2)-stride 3x3 conv at c3 -> c3). Output [c4,10,10]. Attribute names are
+    Ultralight's AudioConvHubert / AudioConvWenet ones (conv1..conv7, bn3, bn5, relu)."""
 
-    def __init__(self, mode):
+    def __init__(self, mode, ch=CHANNELS):
         super().__init__()
-        ch = CHANNELS
         if mode == 'wenet':
             self.conv1 = InvertedResidual(ch[3], ch[3], 1, True)
             self.conv2 = InvertedResidual(ch[3], ch[3], 1, True)
-            conv3_in, conv3_stride = ch[3], (1, 2)
+            conv3_in, conv3_out, conv3_stride = ch[3], ch[3], (1, 2)
+        elif mode == 'ul-wenet':
+            # Ultralight writes ch[2] for the input channels, which is 128 only at the
+            # default widths; the wenet features are 128 channels whatever the widths, so
+            # the input stays 128 (narrow wenet models then still take real features).
+            self.conv1 = InvertedResidual(AUDIO_SHAPES[mode][0], ch[3], 1, False)
+            self.conv2 = InvertedResidual(ch[3], ch[3], 1, True)
+            conv3_in, conv3_out, conv3_stride = ch[3], ch[3], (1, 2)
         else:
-            self.conv1 = InvertedResidual(ch[0], ch[1], 1, False)
+            # ave / hubert / ul-hubert: the input channels are the features' (32 or 16),
+            # a constant in Ultralight's code too, not one of the widths.
+            self.conv1 = InvertedResidual(AUDIO_SHAPES[mode][0], ch[1], 1, False)
             self.conv2 = InvertedResidual(ch[1], ch[2], 1, False)
-            conv3_in, conv3_stride = ch[2], ((2, 2) if mode == 'hubert' else 1)
+            conv3_in, conv3_out = ch[2], ch[3]
+            conv3_stride = (2, 2) if mode in ('hubert', 'ul-hubert') else 1
         self.conv3 = nn.Conv2d(conv3_in,
-                               ch[3],
+                               conv3_out,
                                kernel_size=3,
                                padding=1,
                                stride=conv3_stride)
-        self.bn3 = nn.BatchNorm2d(ch[3])
+        self.bn3 = nn.BatchNorm2d(conv3_out)
         self.conv4 = InvertedResidual(ch[3], ch[3], 1, True)
         self.conv5 = nn.Conv2d(ch[3], ch[4], kernel_size=3, padding=3, stride=2)
         self.bn5 = nn.BatchNorm2d(ch[4])
@@ -152,23 +165,43 @@ AUDIO_SHAPES = {
     'ave': (32, 16, 16),
     'hubert': (32, 32, 32),
     'wenet': (256, 16, 32),
+    # Ultralight-Digital-Human's own model: a window of 8 blocks reinterpreted row-major.
+    'ul-hubert': (16, 32, 32),
+    'ul-wenet': (128, 16, 32),
 }
+
+# Ultralight's own model exists only at S = 160.
+ULTRALIGHT_MODES = ('ul-hubert', 'ul-wenet')
 
 
 class Generator(nn.Module):
     """The U-Net generator. size 320: SyncTalk_2D "328" model (5 down levels);
-    size 160: Ultralight (4 down levels). Both reach a 10x10 deepest map."""
+    size 160: Ultralight (4 down levels). Both reach a 10x10 deepest map.
 
-    def __init__(self, size=320, mode='ave', n_channels=6):
+    mode ul-hubert / ul-wenet with size 160 is Ultralight-Digital-Human's own `Model`
+    (unet.py): same module tree and parameter names, so its state dicts load unchanged.
+    `widths` are the five channel widths c0..c4 (Ultralight suggests (16, 32, 64, 128, 256)
+    for weak devices); the SyncTalk_2D modes take only the default widths, because their
+    audio input channels are tied to c0."""
+
+    def __init__(self, size=320, mode='ave', n_channels=6, widths=CHANNELS):
         super().__init__()
         if size not in (160, 320):
             raise ValueError(f'generator size must be 160 or 320, got {size}')
         if mode not in AUDIO_SHAPES:
             raise ValueError(f'unknown audio mode {mode!r}')
-        ch = CHANNELS
+        if mode in ULTRALIGHT_MODES and size != 160:
+            raise ValueError(f'{mode} exists only at size 160')
+        widths = tuple(int(c) for c in widths)
+        if len(widths) != 5 or any(c < 2 or c % 2 for c in widths):
+            raise ValueError(f'widths must be five even channel counts, got {widths}')
+        if mode not in ULTRALIGHT_MODES and widths != CHANNELS:
+            raise ValueError(f'mode {mode} takes only the widths {CHANNELS}')
+        ch = widths
         self.size = size
         self.mode = mode
-        self.audio_model = AudioConv(mode)
+        self.widths = widths
+        self.audio_model = AudioConv(mode, ch)
         self.fuse_conv = nn.Sequential(DoubleConvDW(ch[4] * 2, ch[4], stride=1),
                                        DoubleConvDW(ch[4], ch[3], stride=1))
         self.inc = InConvDw(n_channels, ch[0])

@@ -54,6 +54,10 @@ struct AudioInfo {
   int channels = 0;            // the file's channel count (mixed to mono as their mean)
   std::string codec;           // FFmpeg codec name
   int64_t source_samples = 0;  // mono samples decoded at source_rate
+  // Presentation time of the first decoded sample on the container's timeline, seconds
+  // (after edit lists and the encoder's priming are applied): 0 for a plain file, 0.2 for
+  // audio muxed with `ffmpeg -itsoffset 0.2`. sync-check lines audio up with video by it.
+  double start_time_s = 0.0;
 };
 
 // Decodes any audio FFmpeg reads (wav, mp3, m4a/aac, ogg/opus, flac, ...; any sample format
@@ -159,7 +163,9 @@ Result<Tensor> compute_features(const std::vector<float>& samples_16k, const Enc
                                 const FeatureOptions& opts = {});
 
 // Generator window of output frame i: rows P[i-8 .. i+8), zero rows outside P, written
-// row-major into out (16 x block floats). Valid for any i (all-zero far outside).
+// row-major into out (16 x block floats). Valid for any i (all-zero far outside). This is
+// SyncTalk_2D's 16-block window; render takes each model family's window (8 blocks for
+// Ultralight) from render/model_family.h.
 void generator_window_into(const Tensor& P, int64_t frame, float* out);
 // The same reshaped to the model's audio input shape without batch (e.g. [32, 16, 16]);
 // kBadInput if 16 x block != prod(shape).
@@ -173,7 +179,10 @@ Result<int64_t> block_size_for(const Shape& audio_shape_without_batch);
 // ({"shape": [R, ...]} as in the sample package), or `.npy`. Returns [R, block]. Checks
 // that the size is a multiple of the row size, that the sidecar agrees, that all values
 // are finite, and (when expected_block > 0) that the block size is the model's.
-Result<Tensor> read_feature_file(const std::string& path, int64_t expected_block = 0);
+// `file_shape`, when given, receives the shape as stored (e.g. [n, 2, 1024] for
+// Ultralight's aud_hu.npy), for errors that name it.
+Result<Tensor> read_feature_file(const std::string& path, int64_t expected_block = 0,
+                                 Shape* file_shape = nullptr);
 
 // ---------------------------------------------------------------------------------------
 // The runtime-backed encoder (src/nn). Checks the model's input [*, 1, 80, 16].

@@ -122,7 +122,12 @@ Status decode_audio(const std::string& path, const MonoSink& sink, AudioInfo* in
   if (stream < 0 || !codec) return BadInput(path + ": no decodable audio stream");
   std::unique_ptr<AVCodecContext, CodecFreer> ctx(avcodec_alloc_context3(codec));
   if (!ctx) return RuntimeError(path + ": out of memory allocating a decoder");
-  err = avcodec_parameters_to_context(ctx.get(), fmt->streams[stream]->codecpar);
+  const AVStream* st = fmt->streams[stream];
+  err = avcodec_parameters_to_context(ctx.get(), st->codecpar);
+  // With the packet time base set, libavcodec moves a frame's pts past the samples it
+  // skips (AAC priming, an edit list's start), so the first frame's pts is the time of the
+  // first sample we get (AudioInfo::start_time_s). It does not change the samples.
+  ctx->pkt_timebase = st->time_base;
   if (err >= 0) err = avcodec_open2(ctx.get(), codec, nullptr);
   if (err < 0)
     return BadInput(path + ": cannot open the " + codec->name + " decoder: " + av_error_text(err));
@@ -149,6 +154,10 @@ Status decode_audio(const std::string& path, const MonoSink& sink, AudioInfo* in
       if (local.source_rate == 0) {
         local.source_rate = frame->sample_rate;
         local.channels = channels;
+        const int64_t pts = frame->best_effort_timestamp != AV_NOPTS_VALUE
+                                ? frame->best_effort_timestamp
+                                : st->start_time;
+        if (pts != AV_NOPTS_VALUE) local.start_time_s = pts * av_q2d(st->time_base);
       } else if (frame->sample_rate != local.source_rate) {
         return BadInput(path + ": the sample rate changes mid-stream (" +
                         std::to_string(local.source_rate) + " -> " +

@@ -186,7 +186,8 @@ Result<Shape> read_sidecar_shape(const std::string& json_path) {
 
 }  // namespace
 
-Result<Tensor> read_feature_file(const std::string& path, int64_t expected_block) {
+Result<Tensor> read_feature_file(const std::string& path, int64_t expected_block,
+                                 Shape* file_shape) {
   Tensor t;
   if (ends_with(path, ".npy")) {
     TR_ASSIGN_OR_RETURN(t, read_npy(path));
@@ -226,6 +227,7 @@ Result<Tensor> read_feature_file(const std::string& path, int64_t expected_block
     t = Tensor::f32(shape);
     std::memcpy(t.raw(), bytes.data(), bytes.size());  // little-endian host assumed (x86/arm)
   }
+  if (file_shape) *file_shape = t.shape();
   const int64_t rows = t.dim(0), block = t.numel() / rows;
   const float* v = t.data<float>();
   for (int64_t i = 0; i < t.numel(); ++i) {

@@ -48,6 +48,26 @@ void add_verbose_flag(CLI::App& app, bool* verbose) {
 
 void apply_verbose(bool verbose) { io::set_ffmpeg_log_level(verbose); }
 
+void add_avatar_options(CLI::App& app, std::string* package_dir, std::string* dataset_dir) {
+  auto* p = app.add_option("--package,-p", *package_dir,
+                           "avatar package folder (full_body_video.mp4, "
+                           "cache/crop_rectangles.json, models/)");
+  auto* d = app.add_option(
+      "--dataset", *dataset_dir,
+      "instead of --package: a SyncTalk_2D / Ultralight dataset folder as they leave it: "
+      "full_body_img/{i}.jpg, landmarks/{i}.lms (110 points; face rect by the reference's "
+      "rule) and aud_ave.npy / aud_hu.npy / aud_wenet.npy (the speech when no --audio or "
+      "--features is given)");
+  p->excludes(d);
+  d->excludes(p);
+}
+
+Status check_avatar_options(const std::string& package_dir, const std::string& dataset_dir) {
+  if (package_dir.empty() && dataset_dir.empty())
+    return BadInput("no avatar given: --package DIR or --dataset DIR");
+  return Status::Ok();
+}
+
 Status check_matrix_output(const std::string& out_path) {
   const std::string ext = lower_extension(out_path);
   if (ext != ".npy" && ext != ".bin") {

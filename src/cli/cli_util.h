@@ -24,6 +24,13 @@ int report_error(const CLI::App& app, const Error& e);
 void add_verbose_flag(CLI::App& app, bool* verbose);
 void apply_verbose(bool verbose);
 
+// The avatar options of render, bench and inspect: --package DIR (an mp4_video_package)
+// or --dataset DIR (a SyncTalk_2D / Ultralight dataset folder: full_body_img/, landmarks/,
+// aud_*.npy), mutually exclusive; io::open_avatar opens either. check_avatar_options
+// (after parsing) says when neither was given.
+void add_avatar_options(CLI::App& app, std::string* package_dir, std::string* dataset_dir);
+Status check_avatar_options(const std::string& package_dir, const std::string& dataset_dir);
+
 // Matrix outputs of `mel` and `features`, written as their extension says: .npy, or .bin
 // (raw float32 little-endian, row-major) with a .json sidecar {"shape": [...]} beside it
 // (the layout render --features reads). Anything else is refused before any work, as is a

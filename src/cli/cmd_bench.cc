@@ -200,7 +200,7 @@ int cmd_bench(int argc, char** argv) {
       "each row next to the inference-only FPS of the same model at the same batch and "
       "threads (the ceiling) and their ratio.",
       "talkrender bench"};
-  app.add_option("--package,-p", o.package_dir, "avatar package folder")->required();
+  add_avatar_options(app, &o.package_dir, &o.dataset_dir);
   app.add_option("--generator", o.generator_path,
                  "generator ONNX (default: <package>/models/generator.onnx)");
   auto* feat = app.add_option("--features", o.features_path, "precomputed features P (.bin/.npy)");
@@ -258,6 +258,8 @@ int cmd_bench(int argc, char** argv) {
       "and encode_ms are per frame: time inside predict, CPU time of compositing summed over "
       "workers, and time the writer spent in the encoder.");
   if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
+  if (Status s = check_avatar_options(o.package_dir, o.dataset_dir); !s.ok())
+    return fail(s.error());
   auto batches = parse_list("--batches", batches_arg);
   if (!batches.ok()) return fail(batches.error());
   auto workers = parse_list("--workers", workers_arg);
@@ -280,7 +282,8 @@ int cmd_bench(int argc, char** argv) {
   if (!loaded.ok()) return fail(loaded.error());
   const render::LoadedRender& in = *loaded;
   // After loading, so that bad inputs are reported first.
-  if (!no_ffmpeg && load_rounds > 0) {
+  // (A dataset's frames are JPEG files: there is no video for ffmpeg to compare with.)
+  if (!no_ffmpeg && load_rounds > 0 && !o.package_dir.empty()) {
     const int decode_threads =
         o.threads > 0 ? o.threads : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
     Status s = compare_load_with_ffmpeg(o.package_dir, decode_threads, load_rounds, json);

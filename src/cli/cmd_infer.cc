@@ -1,8 +1,10 @@
 // talkrender infer --model M.onnx --input NAME=FILE.npy [--input ...] --out OUT.npy
 //                  [--backend ref|cpu|cuda] [--device cpu|cuda]
 //                  [--precision fp32|bf16|fp16|auto]
-//                  [--threads N]
-// Runs a model once on .npy inputs and writes its first output (atomically).
+//                  [--threads N] [--keep-fixed-batch]
+// Runs a model once on .npy inputs and writes its first output (atomically). A model file
+// with a fixed batch of 1 takes any batch: the runtime relaxes the batch when the graph is
+// batch-agnostic, else (or with --keep-fixed-batch) the batch runs as one call per sample.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <optional>
@@ -40,6 +42,11 @@ int cmd_infer(int argc, char** argv) {
                  "activations: cpu fp32 (default) or bf16 (CPUs with native bf16); cuda fp16 "
                  "(default), bf16 or fp32; auto: bf16 where the cpu has it natively");
   app.add_option("--threads", threads, "runtime threads (0 = one per core)")->capture_default_str();
+  bool keep_fixed_batch = false;
+  app.add_flag("--keep-fixed-batch", keep_fixed_batch,
+               "run a model with a fixed batch as its file declares it: a larger batch runs "
+               "as repeated calls (default: a fixed batch of 1 is made dynamic where the graph "
+               "allows it)");
   if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
   if (threads < 0) return fail(BadInput("--threads must be >= 0"));
   if (!device.empty()) {
@@ -60,7 +67,9 @@ int cmd_infer(int argc, char** argv) {
   if (auto p = nn::resolve_precision(*backend_kind, precision_kind); !p.ok())
     return fail(p.error());
 
-  auto model = nn::Model::load(model_path);
+  nn::LoadOptions load_opts;
+  load_opts.relax_fixed_batch = !keep_fixed_batch;
+  auto model = nn::Model::load(model_path, load_opts);
   if (!model.ok()) return fail(model.error());
 
   std::vector<nn::NamedTensor> inputs;
@@ -89,7 +98,24 @@ int cmd_infer(int argc, char** argv) {
   opts.precision = precision_kind;
   auto session = nn::Session::create(*model, opts);
   if (!session.ok()) return fail(session.error());
-  auto outputs = (*session)->run(inputs);
+  const nn::FixedBatch& fb = (*model)->fixed_batch();
+  const int64_t batch =
+      inputs.empty() || inputs[0].second.rank() == 0 ? 0 : inputs[0].second.dim(0);
+  if (fb.required() > 0 && batch % fb.required() != 0) {
+    return fail(BadInput(model_path + ": the model takes a fixed batch of " +
+                         std::to_string(fb.required()) +
+                         (fb.why_not.empty() ? "" : " (" + fb.why_not + ")") + "; batch " +
+                         std::to_string(batch) + " is not a multiple of it"));
+  }
+  if (fb.required() > 0 && batch != fb.required()) {
+    std::fprintf(
+        stderr,
+        "talkrender infer: note: %s has a fixed batch of %lld%s: batch %lld runs as %lld calls\n",
+        model_path.c_str(), static_cast<long long>(fb.required()),
+        fb.why_not.empty() ? "" : (" (" + fb.why_not + ")").c_str(), static_cast<long long>(batch),
+        static_cast<long long>(batch / fb.required()));
+  }
+  auto outputs = nn::run_in_calls(**session, inputs, fb.required());
   if (!outputs.ok()) return fail(outputs.error());
   if (outputs->empty()) return fail(RuntimeError(model_path + ": the model produced no output"));
   Status st = write_npy(out_path, (*outputs)[0]);

@@ -9,6 +9,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "common/files.h"
+#include "render/render_flags.h"
 #include "render/render_job.h"
 
 namespace tr::cli {
@@ -24,12 +25,14 @@ int cmd_render(int argc, char** argv) {
       "Frames are prepared and composited exactly as the SyncTalk_2D / Ultralight reference "
       "does; every pixel outside a frame's face rectangle is the decoded source frame.",
       "talkrender render"};
-  app.add_option("--package,-p", o.package_dir, "avatar package folder")->required();
+  add_avatar_options(app, &o.package_dir, &o.dataset_dir);
   app.add_option("--audio,-a", o.audio_path,
                  "speech audio file (any format FFmpeg reads): drives the mouth, and is muxed "
                  "into the MP4; with --features it is only the sound");
   app.add_option("--features", o.features_path,
-                 "precomputed padded features P: .bin float32 [T, 512] (+ .json) or .npy; they "
+                 "precomputed features, one row per output frame: .bin float32 [T, 512] "
+                 "(+ .json) or .npy as SyncTalk_2D / Ultralight write them (aud_ave [T, 512], "
+                 "aud_hu.npy [T, 2, 1024], aud_wenet.npy [T, 16, 512]); they "
                  "drive the mouth. Alone, the MP4 is silent; add --audio for the sound (its "
                  "length is checked against P at the model's fps)");
   app.add_option("--audio-encoder", o.audio_encoder_path,
@@ -69,7 +72,18 @@ int cmd_render(int argc, char** argv) {
       ->check(CLI::IsMember({"pingpong", "loop"}));
   app.add_option("--start-frame", o.start_frame,
                  "start the frame walk at avatar frame K (0 <= K < the avatar's frames; "
-                 "default 0)");
+                 "default the model family's: 0 for SyncTalk_2D, 1 for Ultralight)");
+  std::string crop_interp;
+  app.add_option("--crop-interp", crop_interp,
+                 "face crop interpolation: area, linear or cubic (default the model "
+                 "family's: cubic for SyncTalk_2D 320, linear for 160, area for Ultralight; "
+                 "linear for Ultralight checkpoints trained with the older bilinear crop)")
+      ->check(CLI::IsMember({"area", "linear", "cubic"}));
+  app.add_option("--asr", o.asr,
+                 "a .pth generator's audio mode: ave, hubert or wenet (SyncTalk_2D's ave and "
+                 "hubert checkpoints hold the same tensors; default: from the features' shape, "
+                 "else the file's name)")
+      ->check(CLI::IsMember({"ave", "hubert", "wenet"}));
   app.add_option("--frames", o.frames, "render only the first N frames (N >= 1)");
   app.add_option("--batch", o.batch,
                  "frames per inference batch, >= 1, capped at the frames to render (default " +
@@ -105,11 +119,23 @@ int cmd_render(int argc, char** argv) {
       "Exit codes: 0 ok, 2 bad input or usage, 3 runtime or I/O failure, 130 interrupted.");
   if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
   apply_verbose(verbose);
+  if (Status s = check_avatar_options(o.package_dir, o.dataset_dir); !s.ok())
+    return report_error(app, s.error());
 
   // Everything the job does not check itself, before it loads anything.
-  if (app.count("--batch") > 0 && o.batch < 1) {
-    return report_error(app, BadInput("--batch must be >= 1, got " + std::to_string(o.batch) +
-                                      " (leave it out for the default)"));
+  // The checks a farm job's fields go through too (render/render_flags.h).
+  if (app.count("--batch") > 0) {
+    if (Status s = render::set_batch_option(&o, o.batch, "--batch"); !s.ok())
+      return report_error(app, s.error());
+  }
+  if (app.count("--start-frame") > 0 && o.start_frame < 0) {
+    return report_error(
+        app, BadInput("--start-frame must be >= 0, got " + std::to_string(o.start_frame)));
+  }
+  if (!crop_interp.empty()) {
+    auto ci = render::parse_interpolation(crop_interp, "--crop-interp");
+    if (!ci.ok()) return report_error(app, ci.error());
+    o.crop_interpolation = *ci;
   }
   auto order_r = render::parse_frame_order(order);
   if (!order_r.ok()) return report_error(app, order_r.error());
@@ -119,9 +145,8 @@ int cmd_render(int argc, char** argv) {
   if (!be.ok()) return report_error(app, be.error());
   o.backend = *be;
   if (!precision.empty()) {
-    auto p = nn::parse_precision(precision);
-    if (!p.ok()) return report_error(app, p.error());
-    o.precision = *p;
+    if (Status s = render::set_precision_option(&o, precision, "--precision"); !s.ok())
+      return report_error(app, s.error());
   }
   o.progress = !no_progress && ::isatty(STDERR_FILENO);
   if (!report_json.empty()) {

@@ -14,5 +14,10 @@ int cmd_infer(int argc, char** argv);
 int cmd_infer_bench(int argc, char** argv);
 int cmd_mel(int argc, char** argv);
 int cmd_features(int argc, char** argv);
+int cmd_package(int argc, char** argv);
+int cmd_sync_check(int argc, char** argv);
+int cmd_worker(int argc, char** argv);
+int cmd_submit(int argc, char** argv);
+int cmd_jobs(int argc, char** argv);
 
 }  // namespace tr::cli

@@ -34,6 +34,13 @@ constexpr Command kCommands[] = {
     {"mel", "audio file -> normalised mel spectrogram [80, T] (.npy)", tr::cli::cmd_mel},
     {"features", "audio file -> padded audio-encoder features [n+2, 512] (.npy)",
      tr::cli::cmd_features},
+    {"package", "dataset folder (full_body_img/, landmarks/) -> avatar package",
+     tr::cli::cmd_package},
+    {"sync-check", "estimate a talking-head video's audio/video offset (lip sync)",
+     tr::cli::cmd_sync_check},
+    {"worker", "render farm worker: render jobs from a Redis stream", tr::cli::cmd_worker},
+    {"submit", "put a render job on the farm's Redis stream", tr::cli::cmd_submit},
+    {"jobs", "list the farm's pending, running, done and dead jobs", tr::cli::cmd_jobs},
 };
 
 void usage(FILE* out) {

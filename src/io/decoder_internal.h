@@ -95,6 +95,7 @@ struct VideoReader::Impl {
   bool input_done = false;  // demuxer exhausted, decoder flushed
   bool finished = false;    // decoder returned EOF
   int64_t frames_out = 0;
+  double frame_time_s = 0.0;  // presentation time of the frame last returned
 
   Status open(const std::string& p, const DecodeOptions& opts, bool open_decoder) {
     av::quiet_logs();
@@ -128,6 +129,8 @@ struct VideoReader::Impl {
     else if (raw->duration > 0)
       info.duration_s = raw->duration / double(AV_TIME_BASE);
     info.codec = avcodec_get_name(par->codec_id);
+    if (st->start_time != AV_NOPTS_VALUE)
+      info.start_time_s = st->start_time * av_q2d(st->time_base);
     if (!open_decoder) return Status::Ok();
 
     dec.reset(avcodec_alloc_context3(codec));
@@ -150,6 +153,9 @@ struct VideoReader::Impl {
     while (!finished) {
       int rc = avcodec_receive_frame(dec.get(), frame.get());
       if (rc == 0) {
+        const int64_t ts = frame->best_effort_timestamp;
+        frame_time_s = ts != AV_NOPTS_VALUE ? ts * av_q2d(fmt->streams[stream_index]->time_base)
+                                            : info.start_time_s + frames_out / info.fps;
         ++frames_out;
         return frame.get();
       }

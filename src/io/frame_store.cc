@@ -24,14 +24,17 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/files.h"
 #include "common/interrupt.h"
 #include "common/thread_priority.h"
 #include "io/decoder_internal.h"
+#include "io/jpeg_file.h"
 
 namespace tr::io {
 
 struct StoredFrame {
   av::FramePtr frame;  // a reference to the decoder's buffers
+  JpegFrame jpeg;      // instead of `frame` for a JPEG sequence (open_jpegs)
   int index = 0;
 };
 
@@ -63,6 +66,10 @@ struct FrameStore::Impl {
 
   // Full cache.
   std::vector<FrameHandle> frames;
+
+  // A JPEG sequence (open_jpegs) instead of a video: frame k is jpeg_paths[k].
+  bool jpegs = false;
+  std::vector<std::string> jpeg_paths;
 
   // Streaming.
   std::vector<av::PacketPtr> packets;  // decode order
@@ -162,8 +169,83 @@ struct FrameStore::Impl {
     return Status::Ok();
   }
 
+  // Reads and decodes JPEG frame k; its size must be the sequence's.
+  Result<FrameHandle> decode_jpeg(int k) {
+    const std::string& file = jpeg_paths[k];
+    TR_ASSIGN_OR_RETURN(std::string bytes, read_file(file));
+    auto sf = std::make_shared<StoredFrame>();
+    TR_ASSIGN_OR_RETURN(sf->jpeg, decode_jpeg_compact(bytes, file));
+    if (sf->jpeg.width != reader.info.width || sf->jpeg.height != reader.info.height) {
+      return BadInput(fmt_size_mismatch(file, sf->jpeg.width, sf->jpeg.height));
+    }
+    sf->index = k;
+    ++decoded;
+    return FrameHandle(std::move(sf));
+  }
+
+  std::string fmt_size_mismatch(const std::string& file, int w, int h) const {
+    return file + ": " + std::to_string(w) + "x" + std::to_string(h) + ", but " + jpeg_paths[0] +
+           " is " + std::to_string(reader.info.width) + "x" + std::to_string(reader.info.height) +
+           " (all frames must be one size)";
+  }
+
+  // Full cache of a JPEG sequence: every file decoded on `threads` threads. The first
+  // error by frame index is the one reported, whatever the threads' timing.
+  Status decode_all_jpegs(int threads) {
+    frames.assign(jpeg_paths.size(), nullptr);
+    std::vector<std::optional<Error>> errors(jpeg_paths.size());
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    auto work = [&] {
+      for (;;) {
+        const size_t k = next++;
+        if (k >= jpeg_paths.size() || failed) return;
+        if (interrupted()) {
+          errors[k] = Interrupted(path() + ": decoding interrupted");
+          failed = true;
+          return;
+        }
+        auto f = decode_jpeg(static_cast<int>(k));
+        if (!f.ok()) {
+          errors[k] = f.error();
+          failed = true;
+          return;
+        }
+        frames[k] = std::move(*f);
+      }
+    };
+    const int n =
+        std::max(1, threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
+    std::vector<std::thread> pool;
+    for (int t = 1; t < n; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    for (auto& e : errors)
+      if (e) return *e;
+    count = static_cast<int>(frames.size());
+    frame_bytes = static_cast<int64_t>(frames[0]->jpeg.data.size());
+    return Status::Ok();
+  }
+
   // Decodes from packet `start` until every frame of `wanted` has come out; keeps those.
+  // A JPEG sequence decodes each wanted file on its own.
   Status decode_group(int start, std::unordered_set<int> wanted) {
+    if (jpegs) {
+      std::vector<int> ks(wanted.begin(), wanted.end());
+      std::sort(ks.begin(), ks.end());
+      for (int k : ks) {
+        {
+          std::lock_guard lock(mu);
+          if (stop) return Status::Ok();
+        }
+        TR_ASSIGN_OR_RETURN(FrameHandle h, decode_jpeg(k));
+        if (frame_bytes == 0) frame_bytes = static_cast<int64_t>(h->jpeg.data.size());
+        std::lock_guard lock(mu);
+        cache[k] = std::move(h);
+        cv.notify_all();
+      }
+      return Status::Ok();
+    }
     AVCodecContext* dec = reader.dec.get();
     avcodec_flush_buffers(dec);
     AVFrame* f = reader.frame.get();
@@ -319,6 +401,60 @@ Result<std::unique_ptr<FrameStore>> FrameStore::open(const std::string& path,
   return std::unique_ptr<FrameStore>(new FrameStore(std::move(impl)));
 }
 
+Result<std::unique_ptr<FrameStore>> FrameStore::open_jpegs(const std::string& name,
+                                                           std::vector<std::string> jpeg_paths,
+                                                           const FrameStoreOptions& opts) {
+  if (opts.cache_bytes < 0) return BadInput("the frame cache size must not be negative");
+  if (jpeg_paths.empty()) return BadInput(name + ": no frames");
+  auto impl = std::make_unique<Impl>();
+  impl->jpegs = true;
+  impl->jpeg_paths = std::move(jpeg_paths);
+  impl->streaming = opts.cache_bytes > 0;
+  impl->decode_nice = impl->streaming ? opts.stream_decode_nice : 0;
+  impl->reader.path = name;
+  VideoInfo& info = impl->reader.info;
+  info.frame_count = static_cast<int64_t>(impl->jpeg_paths.size());
+  info.fps = 0;  // a folder of images has no rate of its own
+  info.fps_num = 0;
+  info.fps_den = 1;
+  info.codec = "mjpeg";
+  {
+    TR_ASSIGN_OR_RETURN(std::string bytes, read_file(impl->jpeg_paths[0]));
+    TR_ASSIGN_OR_RETURN(cv::Size size, probe_jpeg_size(bytes, impl->jpeg_paths[0]));
+    info.width = size.width;
+    info.height = size.height;
+  }
+  if (!impl->streaming) {
+    TR_RETURN_IF_ERROR(impl->decode_all_jpegs(opts.threads));
+    return std::unique_ptr<FrameStore>(new FrameStore(std::move(impl)));
+  }
+  // Streaming: every header now, so a frame of another size fails here, not mid-render.
+  const int n = static_cast<int>(impl->jpeg_paths.size());
+  for (int k = 1; k < n; ++k) {
+    if (interrupted()) return Interrupted();
+    const std::string& file = impl->jpeg_paths[k];
+    TR_ASSIGN_OR_RETURN(std::string bytes, read_file(file));
+    TR_ASSIGN_OR_RETURN(cv::Size size, probe_jpeg_size(bytes, file));
+    if (size.width != info.width || size.height != info.height)
+      return BadInput(impl->fmt_size_mismatch(file, size.width, size.height));
+  }
+  impl->count = n;
+  impl->frame_start.resize(n);
+  for (int k = 0; k < n; ++k) impl->frame_start[k] = k;
+  TR_ASSIGN_OR_RETURN(FrameHandle first, impl->decode_jpeg(0));
+  impl->frame_bytes = static_cast<int64_t>(first->jpeg.data.size());
+  impl->capacity = impl->frame_bytes > 0 ? opts.cache_bytes / impl->frame_bytes : 0;
+  constexpr int64_t kMinFrames = 16;
+  if (impl->capacity < kMinFrames) {
+    const int64_t need = kMinFrames * impl->frame_bytes;
+    return BadInput(name + ": a frame cache of " + std::to_string(opts.cache_bytes >> 20) +
+                    " MB is too small for these frames; it needs at least " +
+                    std::to_string((need >> 20) + 1) + " MB (" + std::to_string(kMinFrames) +
+                    " frames of " + std::to_string(impl->frame_bytes >> 10) + " KB)");
+  }
+  return std::unique_ptr<FrameStore>(new FrameStore(std::move(impl)));
+}
+
 const std::string& FrameStore::path() const { return impl_->path(); }
 const VideoInfo& FrameStore::info() const { return impl_->reader.info; }
 int FrameStore::count() const { return impl_->count; }
@@ -380,6 +516,10 @@ Result<FrameHandle> FrameStore::acquire(int64_t i, int k) {
 }
 
 Status FrameStore::to_bgr(const FrameHandle& frame, cv::Mat& out) const {
+  if (frame && !frame->jpeg.data.empty()) {
+    jpeg_frame_to_bgr(frame->jpeg, out);
+    return Status::Ok();
+  }
   if (!frame || !frame->frame) return RuntimeError(path() + ": no frame to convert");
   // swscale contexts are not thread-safe; each converting thread keeps its own.
   thread_local BgrConverter converter;

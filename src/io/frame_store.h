@@ -21,6 +21,7 @@
 #include <memory>
 #include <opencv2/core.hpp>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "io/video_reader.h"
@@ -45,6 +46,16 @@ class FrameStore {
   // undecodable, truncated, or a cache too small to hold the frames a request window needs.
   static Result<std::unique_ptr<FrameStore>> open(const std::string& path,
                                                   const FrameStoreOptions& opts = {});
+  // The same store over numbered JPEG files (a dataset folder's full_body_img/{i}.jpg):
+  // frame k is jpeg_paths[k]. Frames are kept as the JPEG's own 4:2:0 planes (jpeg_file.h)
+  // and converted to BGR exactly as libjpeg-turbo (cv::imread) decodes them. Full cache:
+  // every file is decoded at open() on opts.threads threads; streaming: the headers are
+  // read at open() and frames decoded on demand like a video's (each file its own
+  // keyframe). `name` (the folder) is path() in messages. Every frame must be the size of
+  // the first, else kBadInput naming the file.
+  static Result<std::unique_ptr<FrameStore>> open_jpegs(const std::string& name,
+                                                        std::vector<std::string> jpeg_paths,
+                                                        const FrameStoreOptions& opts = {});
   ~FrameStore();
   FrameStore(const FrameStore&) = delete;
   FrameStore& operator=(const FrameStore&) = delete;

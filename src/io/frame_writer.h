@@ -45,6 +45,14 @@ struct Mp4Options {
   int width = 0, height = 0;
   int fps_num = 25, fps_den = 1;  // the render's frame rate: the model's (25, wenet 20)
   int crf = 20;
+  // rgb: x264's RGB encoder (libx264rgb, High 4:4:4) on the BGR bytes themselves, no YUV
+  // conversion and no chroma subsampling; with lossless (qp 0, crf unused) a decoder gives
+  // back exactly the frames written. Any YUV, 4:4:4 included, loses a level here and there
+  // in the BGR -> YUV -> BGR round trip, and 4:2:0 much more on colour edges. Players that
+  // only know 4:2:0 H.264 may refuse it: for avatar packages (talkrender package), not
+  // renders. lossless without rgb is x264 qp 0 in 4:2:0 (lossless only in YUV).
+  bool rgb = false;
+  bool lossless = false;
   std::string preset = kDefaultX264Preset;
   int threads = 0;  // x264 threads; 0 = sized to the machine (1 on 1-2 cores, else x264 auto)
   std::string audio_path;  // any format FFmpeg reads; empty = no audio track

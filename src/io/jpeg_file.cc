@@ -7,11 +7,9 @@
 
 #include <sys/stat.h>
 
-#include <csetjmp>
 #include <cstdio>
 
-// jpeglib.h uses FILE and size_t without including their headers: after <cstdio>.
-#include <jpeglib.h>
+#include "io/jpeg_internal.h"
 
 #ifndef JCS_EXTENSIONS
 #error "libjpeg-turbo (JCS_EXT_BGR) is required: install libjpeg62-turbo-dev"
@@ -20,27 +18,22 @@
 namespace tr::io {
 namespace {
 
-// libjpeg reports errors through error_exit, which by default prints and calls exit().
-// This one jumps back to encode() with the message instead.
-struct ErrorManager {
-  jpeg_error_mgr base;
-  std::jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
-};
-
 void on_error(j_common_ptr cinfo) {
-  auto* err = reinterpret_cast<ErrorManager*>(cinfo->err);
+  auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
   (*cinfo->err->format_message)(cinfo, err->message);
   std::longjmp(err->jump, 1);
 }
 
+// For setup_jpeg_errors(err, true): a warning (a corrupt but decodable stream) jumps too.
+void on_warning(j_common_ptr cinfo, int level) {
+  if (level < 0) on_error(cinfo);
+}
+
 // Only trivially destructible locals live between setjmp and longjmp here, so the jump
 // skips no destructor. Returns false with `err.message` set on failure.
-bool encode(std::FILE* file, const cv::Mat& bgr, int quality, ErrorManager& err) {
+bool encode(std::FILE* file, const cv::Mat& bgr, int quality, JpegErrorManager& err) {
   jpeg_compress_struct cinfo;
-  cinfo.err = jpeg_std_error(&err.base);
-  err.base.error_exit = on_error;
-  err.message[0] = '\0';
+  cinfo.err = setup_jpeg_errors(err, false);
   if (setjmp(err.jump)) {
     jpeg_destroy_compress(&cinfo);
     return false;
@@ -66,13 +59,21 @@ bool encode(std::FILE* file, const cv::Mat& bgr, int quality, ErrorManager& err)
 
 }  // namespace
 
+jpeg_error_mgr* setup_jpeg_errors(JpegErrorManager& err, bool warnings_are_errors) {
+  jpeg_error_mgr* base = jpeg_std_error(&err.base);
+  err.base.error_exit = on_error;
+  if (warnings_are_errors) err.base.emit_message = on_warning;
+  err.message[0] = '\0';
+  return base;
+}
+
 Status write_jpeg_bgr(const std::string& path, const cv::Mat& bgr, int quality) {
   if (bgr.empty() || bgr.type() != CV_8UC3) return BadInput(path + ": frame is not 8-bit BGR");
   if (quality < 1 || quality > 100)
     return BadInput(path + ": JPEG quality " + std::to_string(quality) + " is not in 1..100");
   std::FILE* file = std::fopen(path.c_str(), "wb");
   if (!file) return RuntimeError(path + ": cannot create file");
-  ErrorManager err;
+  JpegErrorManager err;
   const bool encoded = encode(file, bgr, quality, err);
   const bool written = !std::ferror(file);
   const bool closed = std::fclose(file) == 0;

@@ -255,19 +255,22 @@ class Mp4Writer final : public FrameWriter {
 
  private:
   Status open_video() {
-    const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
-    if (!codec) return RuntimeError("this FFmpeg build has no libx264 encoder");
+    const char* encoder = opts_.rgb ? "libx264rgb" : "libx264";
+    const AVCodec* codec = avcodec_find_encoder_by_name(encoder);
+    if (!codec)
+      return RuntimeError(std::string("this FFmpeg build has no ") + encoder + " encoder");
+    const AVPixelFormat pix_fmt = opts_.rgb ? AV_PIX_FMT_BGR24 : AV_PIX_FMT_YUV420P;
     venc_.reset(avcodec_alloc_context3(codec));
     if (!venc_) return RuntimeError(path_ + ": out of memory");
     AVCodecContext* c = venc_.get();
     c->width = encoded_.width;
     c->height = encoded_.height;
-    c->pix_fmt = AV_PIX_FMT_YUV420P;
+    c->pix_fmt = pix_fmt;
     c->time_base = AVRational{opts_.fps_den, opts_.fps_num};
     c->framerate = AVRational{opts_.fps_num, opts_.fps_den};
     // BGR -> YUV below uses swscale's default BT.601 limited-range matrix: tag it so.
-    c->colorspace = AVCOL_SPC_BT470BG;
-    c->color_range = AVCOL_RANGE_MPEG;
+    c->colorspace = opts_.rgb ? AVCOL_SPC_RGB : AVCOL_SPC_BT470BG;
+    c->color_range = opts_.rgb ? AVCOL_RANGE_JPEG : AVCOL_RANGE_MPEG;
     // Sized to the machine: x264's own default (1.5 threads per core, plus lookahead) on
     // machines with cores to spare; one thread on 1-2 cores, where the generator already
     // fills every core and frame threads only add memory (~40 MB at 720p) and latency for
@@ -277,7 +280,11 @@ class Mp4Writer final : public FrameWriter {
     if (out_->oformat->flags & AVFMT_GLOBALHEADER) c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     AVDictionary* enc_opts = nullptr;
     av_dict_set(&enc_opts, "preset", opts_.preset.c_str(), 0);
-    av_dict_set_int(&enc_opts, "crf", opts_.crf, 0);
+    if (opts_.lossless) {
+      av_dict_set_int(&enc_opts, "qp", 0, 0);
+    } else {
+      av_dict_set_int(&enc_opts, "crf", opts_.crf, 0);
+    }
     int rc = avcodec_open2(c, codec, &enc_opts);
     av_dict_free(&enc_opts);
     if (rc < 0)
@@ -292,15 +299,14 @@ class Mp4Writer final : public FrameWriter {
 
     yuv_.reset(av_frame_alloc());
     if (!yuv_) return RuntimeError(path_ + ": out of memory");
-    yuv_->format = AV_PIX_FMT_YUV420P;
+    yuv_->format = pix_fmt;
     yuv_->width = encoded_.width;
     yuv_->height = encoded_.height;
     yuv_->colorspace = c->colorspace;
     yuv_->color_range = c->color_range;
     if (av_frame_get_buffer(yuv_.get(), 0) < 0) return RuntimeError(path_ + ": out of memory");
     sws_.reset(sws_getContext(encoded_.width, encoded_.height, AV_PIX_FMT_BGR24, encoded_.width,
-                              encoded_.height, AV_PIX_FMT_YUV420P, SWS_BICUBIC, nullptr, nullptr,
-                              nullptr));
+                              encoded_.height, pix_fmt, SWS_BICUBIC, nullptr, nullptr, nullptr));
     if (!sws_) return RuntimeError(path_ + ": cannot set up BGR -> YUV conversion");
     staging_ = allocate_bgr_frame(encoded_.height, encoded_.width);
     return Status::Ok();

@@ -205,6 +205,12 @@ Status validate_crop_rects(const std::vector<CropRect>& rects, int frame_count, 
   return Status::Ok();
 }
 
+std::string package_model_path(const std::string& dir, const std::string& stem) {
+  const std::string onnx = join(dir, "models/" + stem + ".onnx");
+  const std::string pth = join(dir, "models/" + stem + ".pth");
+  return !path_exists(onnx) && path_exists(pth) ? pth : onnx;
+}
+
 Result<AvatarPackage> open_package(const std::string& dir, const PackageOptions& opts) {
   if (!is_directory(dir)) return BadInput(dir + ": package directory not found");
   AvatarPackage pkg;
@@ -244,8 +250,11 @@ Result<AvatarPackage> open_package(const std::string& dir, const PackageOptions&
   pkg.package_info_path = optional_path("package_info.json");
   pkg.aud_ave_path = optional_path("aud_ave.bin");
   pkg.aud_ave_json_path = optional_path("aud_ave.json");
-  pkg.generator_path = optional_path("models/generator.onnx");
-  pkg.audio_encoder_path = optional_path("models/audio_encoder.onnx");
+  for (auto [stem, path] : {std::pair{"generator", &pkg.generator_path},
+                            std::pair{"audio_encoder", &pkg.audio_encoder_path}}) {
+    const std::string p = package_model_path(dir, stem);
+    *path = path_exists(p) ? p : std::string();
+  }
 
   if (opts.decode_frames && opts.frame_store) {
     FrameStoreOptions so;
@@ -293,6 +302,11 @@ Result<AvatarPackage> open_package(const std::string& dir, const PackageOptions&
     TR_ASSIGN_OR_RETURN(pkg.aud_ave_rows, check_aud_ave(pkg.aud_ave_path, pkg.aud_ave_json_path));
   }
 
+  set_rect_size_range(pkg);
+  return pkg;
+}
+
+void set_rect_size_range(AvatarPackage& pkg) {
   pkg.min_rect_w = pkg.min_rect_h = std::numeric_limits<int>::max();
   for (const CropRect& r : pkg.rects) {
     pkg.min_rect_w = std::min(pkg.min_rect_w, r.width());
@@ -300,7 +314,6 @@ Result<AvatarPackage> open_package(const std::string& dir, const PackageOptions&
     pkg.min_rect_h = std::min(pkg.min_rect_h, r.height());
     pkg.max_rect_h = std::max(pkg.max_rect_h, r.height());
   }
-  return pkg;
 }
 
 }  // namespace tr::io

@@ -85,6 +85,14 @@ struct AvatarPackage {
   int min_rect_w = 0, max_rect_w = 0, min_rect_h = 0, max_rect_h = 0;
 };
 
+// A package's model: DIR/models/STEM.onnx, else DIR/models/STEM.pth (what `package` writes
+// for a checkpoint), else the .onnx path (for the "not found" message).
+std::string package_model_path(const std::string& dir, const std::string& stem);
+
 Result<AvatarPackage> open_package(const std::string& dir, const PackageOptions& opts = {});
+
+// Sets min/max_rect_w/h from pkg.rects: the last step of both open_package and
+// open_dataset (dataset.h), so the two avatar sources report the range alike.
+void set_rect_size_range(AvatarPackage& pkg);
 
 }  // namespace tr::io

@@ -57,6 +57,7 @@ Result<std::unique_ptr<VideoReader>> VideoReader::open(const std::string& path,
 
 const VideoInfo& VideoReader::info() const { return impl_->info; }
 int64_t VideoReader::frames_read() const { return impl_->frames_out; }
+double VideoReader::frame_time_s() const { return impl_->frame_time_s; }
 
 Result<bool> VideoReader::next_frame(cv::Mat& out) {
   TR_ASSIGN_OR_RETURN(AVFrame * f, impl_->next_av_frame());

@@ -22,6 +22,9 @@ struct VideoInfo {
   int64_t frame_count = -1;  // from the container (nb_frames); -1 if unknown
   double duration_s = 0.0;
   std::string codec;  // e.g. "h264"
+  // The stream's first presentation time, seconds, after edit lists (0 for most files;
+  // 0.12 for video muxed with `ffmpeg -itsoffset 0.12`); 0 when the container has none.
+  double start_time_s = 0.0;
 };
 
 // Opens the file, finds its video stream and reads its header fields (does not decode).
@@ -46,6 +49,9 @@ class VideoReader {
   // names the file and frame index).
   Result<bool> next_frame(cv::Mat& out);
   int64_t frames_read() const;
+  // Presentation time (seconds, the container's timeline) of the frame next_frame() last
+  // returned: its best-effort timestamp, or start + index / fps when it has none.
+  double frame_time_s() const;
 
   struct Impl;
 

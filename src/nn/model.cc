@@ -3,6 +3,9 @@
 #include <chrono>
 
 #include "common/files.h"
+#include "nn/checkpoint/pth_reader.h"
+#include "nn/checkpoint/state_dict_graph.h"
+#include "nn/fixed_batch.h"
 #include "nn/graph.h"
 #include "nn/nn.h"
 #include "nn/onnx_import.h"
@@ -57,6 +60,8 @@ struct Model::Impl {
   Graph graph;
   std::vector<TensorInfo> inputs, outputs;
   LoadOptions opts;
+  std::string description;
+  FixedBatch fixed_batch;
 };
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -66,6 +71,8 @@ const std::vector<TensorInfo>& Model::inputs() const { return impl_->inputs; }
 const std::vector<TensorInfo>& Model::outputs() const { return impl_->outputs; }
 const Graph& Model::graph() const { return impl_->graph; }
 const LoadOptions& Model::load_options() const { return impl_->opts; }
+const FixedBatch& Model::fixed_batch() const { return impl_->fixed_batch; }
+const std::string& Model::description() const { return impl_->description; }
 
 namespace {
 
@@ -109,19 +116,53 @@ Result<std::vector<Shape>> output_shapes(const Graph& g) {
   return out;
 }
 
+// torch.save's zip format (by its magic), or a .pth/.pt name: pth_reader then says what is
+// wrong with a legacy or non-zip file instead of the ONNX parser failing obscurely.
+bool is_checkpoint(const std::string& bytes, const std::string& name) {
+  if (bytes.compare(0, 4, "PK\x03\x04") == 0) return true;
+  auto ends = [&](const char* ext) {
+    const size_t n = std::char_traits<char>::length(ext);
+    return name.size() >= n && name.compare(name.size() - n, n, ext) == 0;
+  };
+  return ends(".pth") || ends(".pt");
+}
+
 }  // namespace
 
 Result<std::shared_ptr<const Model>> Model::load_from_bytes(const std::string& bytes,
                                                             const std::string& name,
                                                             const LoadOptions& opts) {
-  TR_ASSIGN_OR_RETURN(Graph g, import_onnx(bytes, name));
+  Graph g;
+  std::string description;
+  if (is_checkpoint(bytes, name)) {
+    // A PyTorch state dict (issue 16): the graph is built from the tensors' names and shapes.
+    TR_ASSIGN_OR_RETURN(const StateDict sd, read_pth_bytes(bytes, name));
+    StateDictModelInfo info;
+    StateDictGraphOptions sdo;
+    sdo.audio_mode = opts.checkpoint_audio_mode;
+    TR_ASSIGN_OR_RETURN(g, graph_from_state_dict(sd, name, sdo, &info));
+    description = info.describe();
+  } else {
+    TR_ASSIGN_OR_RETURN(g, import_onnx(bytes, name));
+  }
   if (opts.optimize) {
     auto st = optimize_for_load(g);
     if (!st.ok()) return BadInput(st.error().message);
   }
   auto impl = std::make_unique<Impl>();
+  // The file's batch: the leading dimension every input declares, when they agree on one.
+  FixedBatch& fb = impl->fixed_batch;
+  for (ValueId v : g.inputs) {
+    const Value& val = g.values[v];
+    const int64_t b = val.shape_known && !val.shape.empty() ? val.shape[0] : -1;
+    fb.file_batch = v == g.inputs[0] ? std::max<int64_t>(b, 0) : (b == fb.file_batch ? b : 0);
+  }
+  if (opts.relax_fixed_batch && fb.file_batch > 0) {
+    TR_ASSIGN_OR_RETURN(fb.relaxed, relax_fixed_batch(g, &fb.why_not));
+  }
   impl->name = name;
   impl->opts = opts;
+  impl->description = std::move(description);
   for (ValueId v : g.inputs) impl->inputs.push_back({g.values[v].name, g.values[v].shape});
   // Validate the whole graph (ops, attributes, shapes) now, so a bad model fails at load
   // and not at the first frame.

@@ -30,6 +30,23 @@ struct TensorInfo {
 
 struct LoadOptions {
   bool optimize = true;  // run the graph passes (folding, fusion) after import
+  // PyTorch checkpoints (.pth): SyncTalk_2D's ave and hubert generators have the same
+  // tensors, so "ave" / "hubert" says which; "" = hubert if the file's or its folder's name
+  // says so, else ave.
+  std::string checkpoint_audio_mode;
+  // A file whose inputs all declare a fixed batch of 1 (Ultralight's pth2onnx.py exports
+  // so) loads with a dynamic batch when shape inference proves the graph batch-agnostic
+  // (nn/fixed_batch.h); Model::fixed_batch() says whether it did and, if not, why.
+  bool relax_fixed_batch = false;
+};
+
+// The batch a model file declares, and what LoadOptions::relax_fixed_batch made of it.
+struct FixedBatch {
+  int64_t file_batch = 0;  // every input's leading dimension in the file; 0 when dynamic
+  bool relaxed = false;    // made dynamic at load: inputs() and outputs() show -1
+  std::string why_not;     // file_batch > 0, relaxing asked for and refused: the reason
+  // The batch one Session::run call must take: 0 = any.
+  int64_t required() const { return relaxed ? 0 : file_batch; }
 };
 
 class Model {
@@ -48,6 +65,9 @@ class Model {
   const std::vector<TensorInfo>& outputs() const;
   const Graph& graph() const;
   const LoadOptions& load_options() const;
+  const FixedBatch& fixed_batch() const;
+  // What a .pth was recognised as (family, S, audio layout, widths); "" for ONNX files.
+  const std::string& description() const;
 
   struct Impl;
   explicit Model(std::unique_ptr<Impl> impl);
@@ -73,6 +93,12 @@ bool cuda_backend_built();
 struct CpuInfo {
   std::string isa;           // oneDNN's effective ISA, e.g. "avx512_core_bf16", "avx2"
   bool native_bf16 = false;  // AVX512_BF16 or AMX
+  // bf16 measured faster than fp32 on this kind of CPU, which is what `auto` goes by: AMX,
+  // or AMD's AVX512_BF16 (Zen 4/5: about 2x fp32 on the generators). Intel's AVX512_BF16
+  // without AMX (Cooper Lake, or Sapphire Rapids with AMX hidden by a hypervisor) runs
+  // vdpbf16ps at fp32's FMA rate plus conversions: 1.4-1.5x slower than fp32 there.
+  bool bf16_faster = false;
+  std::string vendor;  // cpuid vendor string, e.g. "GenuineIntel", "AuthenticAMD"
   // Channel block of the activation layout (nChw16c on AVX-512, nChw8c otherwise);
   // TALKRENDER_CPU_BLOCK=8|16 forces one (tests run both on any machine).
   int block = 8;
@@ -138,5 +164,12 @@ class Session {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// Runs a batch of B = k * per_call samples (every input's dimension 0) as k calls of
+// per_call samples and concatenates the outputs along dimension 0: how a model that keeps
+// a fixed batch (FixedBatch::required()) takes any multiple of it. per_call <= 0 or
+// per_call == B: one call. A B that is not a multiple is a kBadInput naming both.
+Result<std::vector<Tensor>> run_in_calls(Session& session, const std::vector<NamedTensor>& inputs,
+                                         int64_t per_call);
 
 }  // namespace tr::nn

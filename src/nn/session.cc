@@ -36,7 +36,7 @@ Result<Precision> resolve_precision(BackendKind backend, std::optional<Precision
   const CpuInfo cpu = cpu_info();
   switch (*requested) {
     case Precision::kAuto:
-      return cpu.native_bf16 ? Precision::kBFloat16 : Precision::kFloat32;
+      return cpu.bf16_faster ? Precision::kBFloat16 : Precision::kFloat32;
     case Precision::kBFloat16:
       if (!cpu.native_bf16)
         return BadInput(
@@ -249,6 +249,53 @@ Session::MemoryUse Session::memory_use() const {
 
 std::vector<LayerProfile> Session::profile() const {
   return impl_->last_run ? impl_->last_run->profile() : std::vector<LayerProfile>{};
+}
+
+Result<std::vector<Tensor>> run_in_calls(Session& session, const std::vector<NamedTensor>& inputs,
+                                         int64_t per_call) {
+  if (inputs.empty() || inputs[0].second.rank() == 0) return session.run(inputs);
+  const int64_t batch = inputs[0].second.dim(0);
+  if (per_call <= 0 || per_call == batch) return session.run(inputs);
+  for (const auto& [name, t] : inputs) {
+    if (t.rank() == 0 || t.dim(0) != batch)
+      return BadInput("input '" + name + "' has shape " + shape_str(t.shape()) +
+                      ": every input needs the same batch, " + std::to_string(batch));
+  }
+  if (batch % per_call != 0)
+    return BadInput("the model runs a fixed batch of " + std::to_string(per_call) +
+                    "; a batch of " + std::to_string(batch) + " is not a multiple of it");
+  std::vector<Tensor> outs;
+  for (int64_t start = 0; start < batch; start += per_call) {
+    std::vector<NamedTensor> part;
+    for (const auto& [name, t] : inputs) {
+      Shape s = t.shape();
+      s[0] = per_call;
+      Tensor slice(t.dtype(), s);
+      std::memcpy(slice.raw(),
+                  static_cast<const char*>(t.raw()) + start / per_call * slice.nbytes(),
+                  slice.nbytes());
+      part.emplace_back(name, std::move(slice));
+    }
+    TR_ASSIGN_OR_RETURN(std::vector<Tensor> got, session.run(part));
+    if (outs.empty()) {
+      for (const Tensor& o : got) {
+        if (o.rank() == 0 || o.dim(0) != per_call)
+          return BadInput("output of shape " + shape_str(o.shape()) + " does not have the " +
+                          "call's batch " + std::to_string(per_call) + " as dimension 0");
+        Shape s = o.shape();
+        s[0] = batch;
+        outs.emplace_back(o.dtype(), s);
+      }
+    }
+    if (got.size() != outs.size()) return RuntimeError("the calls returned different outputs");
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (got[i].nbytes() * static_cast<size_t>(batch / per_call) != outs[i].nbytes())
+        return RuntimeError("output " + std::to_string(i) + " changed its shape between calls");
+      std::memcpy(static_cast<char*>(outs[i].raw()) + start / per_call * got[i].nbytes(),
+                  got[i].raw(), got[i].nbytes());
+    }
+  }
+  return outs;
 }
 
 }  // namespace tr::nn

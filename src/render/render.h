@@ -36,13 +36,15 @@ int avatar_frame_for(int64_t output_index, int avatar_frames, FrameOrder order, 
 struct PrepSettings {
   int size = 320;                            // S: the model's ROI size
   int border = 4;                            // crop = S + 2 * border
-  int crop_interpolation = 2;                // cv::INTER_CUBIC (320) / cv::INTER_LINEAR (160)
-  int paste_interpolation = 2;               // same defaults for the way back
+  int crop_interpolation = 2;                // cv::InterpolationFlags (model_family.h)
+  int paste_interpolation = 2;               // the way back
   cv::Rect mask = cv::Rect(5, 5, 310, 305);  // filled black in the masked ROI
 
   int crop_size() const { return size + 2 * border; }
-  // The reference settings for S = 320 (bicubic, mask (5,5,310,305)) and S = 160
-  // (bilinear, mask (5,5,150,145)); other sizes get bicubic and a mask scaled from 320.
+  // A SyncTalk_2D generator's settings at ROI size `size`, from the family table
+  // (render/model_family.h): S = 320 bicubic, mask (5,5,310,305); S = 160 bilinear, mask
+  // (5,5,150,145); other sizes bicubic with a mask scaled from 320. A loaded model's come
+  // from its family (ModelFamily::prep()).
   static PrepSettings for_size(int size);
 };
 
@@ -88,33 +90,39 @@ class AudioWindows {
   virtual void window(int64_t i, float* dst) const = 0;
 };
 
-// Windows over a padded feature matrix P [rows, block]: window i = rows P[i-8 .. i+8),
-// zero rows outside P, flattened row-major. window_numel must be 16 * block.
+// Windows over a feature matrix P [rows, block] of `blocks` rows each (the model family's
+// window_blocks: 16 for SyncTalk_2D, 8 for Ultralight): window i = rows
+// P[i - blocks/2 .. i + blocks/2), zero rows outside P, flattened row-major. One output
+// frame per row of P. window_numel must be blocks * block.
 class FeatureWindows final : public AudioWindows {
  public:
-  // `features` is [rows, block] float32. Errors if 16 * block != window_numel.
+  // `features` is [rows, block] float32. Errors if blocks * block != window_numel.
   static Result<std::unique_ptr<FeatureWindows>> create(Tensor features, int64_t window_numel,
-                                                        const std::string& name);
+                                                        const std::string& name, int blocks = 16);
   int64_t frames() const override { return rows_; }
-  int64_t window_numel() const override { return 16 * block_; }
+  int64_t window_numel() const override { return blocks_ * block_; }
+  int blocks() const { return blocks_; }
   void window(int64_t i, float* dst) const override;
 
  private:
-  FeatureWindows(Tensor f, int64_t rows, int64_t block)
-      : features_(std::move(f)), rows_(rows), block_(block) {}
+  FeatureWindows(Tensor f, int64_t rows, int64_t block, int blocks)
+      : features_(std::move(f)), rows_(rows), block_(block), blocks_(blocks) {}
   Tensor features_;
   int64_t rows_ = 0, block_ = 0;
+  int blocks_ = 16;
 };
 
-// The generator audio modes: the audio input shape (without batch) of each, and the
-// model's frame rate. A window covers one model frame (40 ms of speech for ave and hubert,
-// 50 ms for wenet), so the output video runs at this rate whatever the avatar video's.
+// The speech features a generator takes: their kind, the audio input shape (without
+// batch) and the model's frame rate. A block covers one model frame (40 ms of speech for
+// ave and hubert, 50 ms for wenet), so the output video runs at this rate whatever the
+// avatar video's. A view of the family table (render/model_family.h), which has the rest.
 struct AudioMode {
   const char* name;  // "ave", "hubert", "wenet"
-  Shape shape;       // [32,16,16], [32,32,32], [256,16,32]
+  Shape shape;       // e.g. [32,16,16], [32,32,32], [256,16,32], Ultralight [16,32,32]
   int fps = 25;      // 25, 25, 20
 };
-// The mode whose shape equals `shape` (without batch), or an error naming the shape.
+// The mode of the first family whose audio shape equals `shape` (without batch), or an
+// error naming the shape.
 Result<AudioMode> audio_mode_for_shape(const Shape& shape);
 
 // ---------------------------------------------------------------------------------------

@@ -16,8 +16,10 @@
 #include "audio/audio.h"
 #include "common/files.h"
 #include "common/interrupt.h"
+#include "io/dataset.h"
 #include "io/frame_writer.h"
 #include "io/package.h"
+#include "render/speech_features.h"
 
 namespace tr::render {
 namespace {
@@ -30,13 +32,16 @@ double ms_since(Clock::time_point t0) {
 }
 
 // The generator behind the Predictor interface: one runtime Session, used only by the
-// pipeline's inference thread.
+// pipeline's inference thread. per_call > 0: the model keeps a fixed batch (its graph is not
+// batch-agnostic, nn::FixedBatch), so a batch runs as calls of that many frames.
 class SessionPredictor final : public Predictor {
  public:
-  explicit SessionPredictor(std::unique_ptr<nn::Session> s) : session_(std::move(s)) {}
+  SessionPredictor(std::unique_ptr<nn::Session> s, int64_t per_call)
+      : session_(std::move(s)), per_call_(per_call) {}
   Result<Tensor> predict(const Tensor& input, const Tensor& audio) override {
-    TR_ASSIGN_OR_RETURN(std::vector<Tensor> outs,
-                        session_->run({{"input", input}, {"audio", audio}}));
+    TR_ASSIGN_OR_RETURN(
+        std::vector<Tensor> outs,
+        nn::run_in_calls(*session_, {{"input", input}, {"audio", audio}}, per_call_));
     if (outs.empty()) return RuntimeError("the generator returned no outputs");
     return outs[0];
   }
@@ -44,7 +49,19 @@ class SessionPredictor final : public Predictor {
 
  private:
   std::unique_ptr<nn::Session> session_;
+  int64_t per_call_ = 0;
 };
+
+// For the report: what a model file's fixed batch meant for this render ("" if none).
+std::string fixed_batch_note(const nn::FixedBatch& fb, int batch) {
+  if (fb.file_batch <= 0) return "";
+  if (fb.relaxed)
+    return fmt::format("batch {} in the file, made dynamic (the graph is batch-agnostic)",
+                       fb.file_batch);
+  if (batch == fb.file_batch) return fmt::format("batch {} in the file", fb.file_batch);
+  return fmt::format("B={} runs as {} calls of {}{}", batch, batch / fb.file_batch, fb.file_batch,
+                     fb.why_not.empty() ? "" : " (" + fb.why_not + ")");
+}
 
 // A one-line progress bar redrawn at most ten times a second (stderr, terminals only).
 class ProgressBar {
@@ -78,10 +95,14 @@ NamedPaths render_inputs(const RenderJobOptions& o) {
     inputs.emplace_back("--features sidecar",
                         fs::path(o.features_path).replace_extension(".json").string());
   }
+  // The dataset folder: an output must not be (or replace) it.
+  if (!o.dataset_dir.empty()) inputs.emplace_back("--dataset", o.dataset_dir);
+  if (o.package_dir.empty()) return inputs;
   // The package's own files, and the package folder itself when the output would hold it.
-  for (const char* rel : {"full_body_video.mp4", "cache/crop_rectangles.json",
-                          "crops_328_video.mp4", "package_info.json", "aud_ave.bin", "aud_ave.json",
-                          "models/generator.onnx", "models/audio_encoder.onnx"}) {
+  for (const char* rel :
+       {"full_body_video.mp4", "cache/crop_rectangles.json", "crops_328_video.mp4",
+        "package_info.json", "aud_ave.bin", "aud_ave.json", "models/generator.onnx",
+        "models/audio_encoder.onnx", "models/generator.pth", "models/audio_encoder.pth"}) {
     inputs.emplace_back("--package", (fs::path(o.package_dir) / rel).string());
   }
   inputs.emplace_back("--package", o.package_dir);
@@ -90,37 +111,16 @@ NamedPaths render_inputs(const RenderJobOptions& o) {
 
 struct ModelFit {
   int size = 0;
-  AudioMode mode;
+  ModelFamily family;  // from the table, before the job's overrides
 };
 
-// Checks that the generator is one of the contract's: input [B, 6, S, S], audio a known
-// mode, output [B, 3, S, S] (dimensions the file leaves open are checked at run time).
+// Checks that the generator is one of the contract's: input [B, 6, S, S] and audio of a
+// known family (family_of_model), output [B, 3, S, S] (dimensions the file leaves open are
+// checked at run time).
 Result<ModelFit> check_generator(const nn::Model& m) {
-  const nn::TensorInfo* image = nullptr;
-  const nn::TensorInfo* audio = nullptr;
-  for (const auto& in : m.inputs()) {
-    if (in.name == "input") image = &in;
-    if (in.name == "audio") audio = &in;
-  }
-  if (!image || !audio) {
-    return BadInput(m.name() +
-                    ": not a lip-sync generator: it needs inputs named 'input' and 'audio'");
-  }
-  const Shape& is = image->shape;
-  if (is.size() != 4 || is[1] != 6 || is[2] != is[3] || is[2] < 16) {
-    return BadInput(
-        fmt::format("{}: input 'input' is {}; expected [B, 6, S, S]", m.name(), shape_str(is)));
-  }
   ModelFit fit;
-  fit.size = static_cast<int>(is[2]);
-  if (audio->shape.size() < 2) {
-    return BadInput(fmt::format("{}: input 'audio' is {}; expected [B, ...]", m.name(),
-                                shape_str(audio->shape)));
-  }
-  Shape per_frame(audio->shape.begin() + 1, audio->shape.end());
-  auto mode = audio_mode_for_shape(per_frame);
-  if (!mode.ok()) return BadInput(m.name() + ": " + mode.error().message);
-  fit.mode = *mode;
+  TR_ASSIGN_OR_RETURN(fit.family, family_of_model(m));
+  fit.size = fit.family.size;
   if (m.outputs().empty()) return BadInput(m.name() + ": the model has no outputs");
   const Shape& os = m.outputs()[0].shape;
   auto fits = [&](int64_t d, int64_t want) { return d < 0 || d == want; };
@@ -178,13 +178,19 @@ nlohmann::json RenderReport::to_json() const {
           {"threads", threads},
           {"model_size", model_size},
           {"audio_mode", audio_mode},
+          {"model_family", model_family},
+          {"window_blocks", window_blocks},
+          {"first_frame", first_frame},
+          {"crop_interp", crop_interp},
+          {"paste_interp", paste_interp},
           {"backend", backend},
           {"precision", precision},
           {"isa", isa},
           {"encoder", encoder},
           {"output", output},
           {"video_fps", video_fps},
-          {"avatar_fps", avatar_fps}};
+          {"avatar_fps", avatar_fps},
+          {"fixed_batch", fixed_batch}};
 }
 
 std::string RenderReport::to_text() const {
@@ -205,6 +211,12 @@ std::string RenderReport::to_text() const {
       "{:.0f}), encoder {:.0f}, code {:.0f}, other {:.0f}\n",
       memory.frame_cache_mb, memory.runtime_mb, memory.weights_mb, memory.workspace_mb,
       memory.encoder_mb, memory.code_mb, memory.other_mb);
+  if (!model_family.empty()) {
+    text += fmt::format(
+        "  rules: {}, audio window {} blocks, first avatar frame {}, crop {}, paste {}\n",
+        model_family, window_blocks, first_frame, crop_interp, paste_interp);
+  }
+  if (!fixed_batch.empty()) text += "  fixed-batch model: " + fixed_batch + "\n";
   return text;
 }
 
@@ -299,8 +311,12 @@ Status check_audio_matches_features(const RenderJobOptions& o, int64_t rows, dou
 }
 
 Status check_common_options(const RenderJobOptions& o) {
-  if (o.package_dir.empty()) return BadInput("no avatar package given (--package DIR)");
-  if (o.audio_path.empty() && o.features_path.empty()) {
+  if (o.package_dir.empty() && o.dataset_dir.empty())
+    return BadInput("no avatar given (--package DIR or --dataset DIR)");
+  if (!o.package_dir.empty() && !o.dataset_dir.empty())
+    return BadInput("--package and --dataset: give one avatar, not both");
+  // A dataset brings its own features (aud_*.npy), checked once the model's mode is known.
+  if (o.audio_path.empty() && o.features_path.empty() && o.dataset_dir.empty()) {
     return BadInput(
         "no speech given: --audio FILE, --features FILE, or both (features drive "
         "the mouth, the audio is the sound)");
@@ -318,14 +334,17 @@ Status check_common_options(const RenderJobOptions& o) {
   if (o.frames == 0 || o.frames < -1) {
     return BadInput(fmt::format("--frames must be >= 1, got {}", o.frames));
   }
-  if (o.start_frame < 0) {
+  if (o.start_frame < -1) {  // -1: the model family's first frame
     return BadInput(fmt::format("--start-frame must be >= 0, got {}", o.start_frame));
   }
   if (o.cache_mb < 0) return BadInput(fmt::format("--cache-mb must be >= 0, got {}", o.cache_mb));
   // A precision this machine cannot run (bf16 without native bf16) fails before loading.
   if (auto p = nn::resolve_precision(o.backend, render_precision(o)); !p.ok()) return p.error();
   // The files, before seconds of loading; their contents are checked where they are read.
-  if (!is_directory(o.package_dir)) return BadInput(o.package_dir + ": avatar package not found");
+  if (!o.dataset_dir.empty() && !is_directory(o.dataset_dir))
+    return BadInput(o.dataset_dir + ": dataset folder not found");
+  if (!o.package_dir.empty() && !is_directory(o.package_dir))
+    return BadInput(o.package_dir + ": avatar package not found");
   for (const auto& [flag, path] :
        {std::pair{"--audio", o.audio_path}, std::pair{"--features", o.features_path}}) {
     if (!path.empty() && !path_exists(path)) {
@@ -333,7 +352,7 @@ Status check_common_options(const RenderJobOptions& o) {
     }
   }
   // --start-frame against the avatar's length: its rects file says it without a decode.
-  if (o.start_frame > 0) {
+  if (o.start_frame > 0 && !o.package_dir.empty()) {
     const std::string rects = package_file(o.package_dir, "cache/crop_rectangles.json");
     auto text = read_file(rects);
     auto parsed = text.ok() ? io::parse_crop_rects(*text, rects)
@@ -380,8 +399,10 @@ Result<std::shared_ptr<Predictor>> make_predictor(std::shared_ptr<const nn::Mode
   so.threads = threads;
   so.release_weights = release_weights;
   so.precision = precision;
+  const int64_t per_call = model->fixed_batch().required();
   TR_ASSIGN_OR_RETURN(std::unique_ptr<nn::Session> session, nn::Session::create(model, so));
-  return std::shared_ptr<Predictor>(std::make_shared<SessionPredictor>(std::move(session)));
+  return std::shared_ptr<Predictor>(
+      std::make_shared<SessionPredictor>(std::move(session), per_call));
 }
 
 io::Mp4Options mp4_options(const LoadedRender& in, const RenderJobOptions& o) {
@@ -400,9 +421,9 @@ io::Mp4Options mp4_options(const LoadedRender& in, const RenderJobOptions& o) {
 
 PipelineOptions pipeline_options(const LoadedRender& in, const RenderJobOptions& o) {
   PipelineOptions po;
-  po.prep = PrepSettings::for_size(in.model_size);
+  po.prep = in.family.prep();
   po.order = o.order;
-  po.start_frame = o.start_frame;
+  po.start_frame = in.family.first_frame;  // o.start_frame applied at load
   po.frames = o.frames;
   po.audio_shape = in.mode.shape;
   po.batch = o.batch > 0 ? o.batch : default_batch(o.backend);
@@ -414,46 +435,77 @@ PipelineOptions pipeline_options(const LoadedRender& in, const RenderJobOptions&
   return po;
 }
 
-Result<LoadedRender> load_render_inputs(const RenderJobOptions& o) {
-  TR_RETURN_IF_ERROR(check_common_options(o));
+Result<LoadedRender> load_render_inputs(const RenderJobOptions& opts) {
+  TR_RETURN_IF_ERROR(check_common_options(opts));
+  RenderJobOptions o = opts;  // a dataset's features fill in features_path below
   LoadedRender in;
+  if (!o.dataset_dir.empty() && o.generator_path.empty()) {
+    return BadInput(o.dataset_dir +
+                    ": a dataset folder holds no models; give --generator FILE (or render its "
+                    "package, see talkrender package)");
+  }
   // The generator first: a bad model fails before seconds of decoding.
   auto t_load = Clock::now();
-  in.generator_path = o.generator_path.empty()
-                          ? package_file(o.package_dir, "models/generator.onnx")
-                          : o.generator_path;
+  in.generator_path = o.generator_path.empty() ? io::package_model_path(o.package_dir, "generator")
+                                               : o.generator_path;
   if (!path_exists(in.generator_path)) {
     return BadInput(in.generator_path + ": generator not found (give --generator FILE.onnx)");
   }
-  TR_ASSIGN_OR_RETURN(in.model, nn::Model::load(in.generator_path));
+  // Ultralight's pth2onnx.py fixes the batch at 1: relaxed where the graph allows it, so
+  // --batch works on such files too (else the predictor runs the batch as calls).
+  nn::LoadOptions load_opts;
+  load_opts.relax_fixed_batch = true;
+  load_opts.checkpoint_audio_mode =
+      o.asr.empty()
+          ? checkpoint_audio_hint({o.features_path, o.package_dir, o.dataset_dir, o.audio_path})
+          : o.asr;
+  TR_ASSIGN_OR_RETURN(in.model, nn::Model::load(in.generator_path, load_opts));
+  // A .pth generator: what its tensors were read as (the ave/hubert choice included).
+  if (!in.model->description().empty()) {
+    fmt::print(stderr, "note: {}: {}\n", in.generator_path, in.model->description());
+  }
   TR_ASSIGN_OR_RETURN(ModelFit fit, check_generator(*in.model));
   in.model_size = fit.size;
-  in.mode = fit.mode;
+  // The render rules, chosen once here: the family of the model's inputs, then the flags.
+  FamilyOverrides overrides;
+  overrides.crop_interpolation = o.crop_interpolation;
+  if (o.start_frame >= 0) overrides.first_frame = o.start_frame;
+  in.family = apply_overrides(fit.family, overrides);
+  in.mode = AudioMode{in.family.audio, in.family.audio_shape, in.family.fps};
   in.load_ms = ms_since(t_load);
   if (interrupted()) return Interrupted();
+  if (!o.dataset_dir.empty() && o.audio_path.empty() && o.features_path.empty()) {
+    o.features_path = io::dataset_features_path(o.dataset_dir, in.family.audio);
+    if (o.features_path.empty()) {
+      return BadInput(fmt::format(
+          "{}: no features for the {} generator {} (aud_ave.npy, aud_hu.npy or aud_wenet.npy "
+          "by its audio mode); give --features FILE or --audio FILE",
+          o.dataset_dir, in.family.audio, in.generator_path));
+    }
+  }
 
   // Speech -> the padded feature matrix P.
   auto t_audio = Clock::now();
-  const int64_t window_numel = shape_numel(fit.mode.shape);
+  const int64_t window_numel = shape_numel(in.family.audio_shape);
   Tensor features;
   if (!o.features_path.empty()) {
-    TR_ASSIGN_OR_RETURN(features, audio::read_feature_file(o.features_path, window_numel / 16));
+    TR_ASSIGN_OR_RETURN(features, read_features_for_family(o.features_path, in.family));
     if (!o.audio_path.empty()) {
       // Features and audio: the features drive the mouth, the audio is only the sound.
       TR_ASSIGN_OR_RETURN(std::vector<float> samples, audio::load_audio(o.audio_path));
       in.audio_s = static_cast<double>(samples.size()) / audio::kSampleRate;
       TR_RETURN_IF_ERROR(
-          check_audio_matches_features(o, features.dim(0), in.audio_s, fit.mode.fps));
+          check_audio_matches_features(o, features.dim(0), in.audio_s, in.family.fps));
     }
   } else {
-    if (std::string(fit.mode.name) != "ave") {
+    if (std::string(in.family.audio) != "ave") {
       return BadInput(fmt::format(
           "{}: a {} generator needs precomputed features (--features); --audio computes "
           "ave features only",
-          in.generator_path, fit.mode.name));
+          in.generator_path, in.family.audio));
     }
     const std::string encoder_path = o.audio_encoder_path.empty()
-                                         ? package_file(o.package_dir, "models/audio_encoder.onnx")
+                                         ? io::package_model_path(o.package_dir, "audio_encoder")
                                          : o.audio_encoder_path;
     if (!path_exists(encoder_path)) {
       return BadInput(encoder_path + ": audio encoder not found (give --audio-encoder FILE)");
@@ -466,15 +518,18 @@ Result<LoadedRender> load_render_inputs(const RenderJobOptions& o) {
     TR_ASSIGN_OR_RETURN(std::vector<float> samples, audio::load_audio(o.audio_path));
     if (interrupted()) return Interrupted();
     in.audio_s = static_cast<double>(samples.size()) / audio::kSampleRate;
-    auto computed = audio::compute_features(samples, encoder->fn());
+    audio::FeatureOptions fo;
+    fo.repeat_ends = in.family.pad_rows;
+    auto computed = audio::compute_features(samples, encoder->fn(), fo);
     // The audio front end does not know the file's name (e.g. "audio too short").
     if (!computed.ok()) return Status(computed.error()).with_context(o.audio_path);
     features = std::move(*computed);
   }
   in.audio_ms = ms_since(t_audio);
   const std::string features_name = o.features_path.empty() ? o.audio_path : o.features_path;
-  TR_ASSIGN_OR_RETURN(std::unique_ptr<FeatureWindows> windows,
-                      FeatureWindows::create(features, window_numel, features_name));
+  TR_ASSIGN_OR_RETURN(
+      std::unique_ptr<FeatureWindows> windows,
+      FeatureWindows::create(features, window_numel, features_name, in.family.window_blocks));
   in.windows = std::move(windows);
   if (interrupted()) return Interrupted();
 
@@ -487,7 +542,11 @@ Result<LoadedRender> load_render_inputs(const RenderJobOptions& o) {
   po.frame_cache_bytes = o.cache_mb << 20;
   // Decoding ahead runs beside the render, like the pipeline's helpers: same priority.
   po.stream_decode_nice = PipelineOptions().helper_nice;
-  TR_ASSIGN_OR_RETURN(io::AvatarPackage pkg, io::open_package(o.package_dir, po));
+  TR_ASSIGN_OR_RETURN(io::AvatarPackage pkg, io::open_avatar(o.package_dir, o.dataset_dir, po));
+  if (o.start_frame >= pkg.frame_count) {  // a package's was checked from its rects file
+    return BadInput(fmt::format("--start-frame {}: the avatar has {} frames (0..{}) in {}",
+                                o.start_frame, pkg.frame_count, pkg.frame_count - 1, pkg.dir));
+  }
   // Checked here, where the file is known (the pipeline can only say "avatar"). All crops
   // come from one video, so the first frame's size is every frame's.
   if (!pkg.crop_frames.empty()) {
@@ -506,9 +565,9 @@ Result<LoadedRender> load_render_inputs(const RenderJobOptions& o) {
   for (const auto& r : pkg.rects) in.avatar->rects.push_back(r.to_cv());
   in.width = pkg.width;
   in.height = pkg.height;
-  in.fps_num = fit.mode.fps;
+  in.fps_num = in.family.fps;
   in.fps_den = 1;
-  in.avatar_fps = pkg.fps;
+  in.avatar_fps = pkg.fps > 0 ? pkg.fps : in.family.fps;  // a dataset's images have no rate
   in.load_ms += ms_since(t_load);
   return in;
 }
@@ -532,6 +591,7 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
 
   auto t_session = Clock::now();
   TR_ASSIGN_OR_RETURN(LoadedRender in, load_render_inputs(o));
+  const nn::FixedBatch fixed_batch = in.model->fixed_batch();
   // The pipeline runs one batch shape (it pads the last batch), so the session compiles one
   // plan and can drop the model's weights after it; with our reference gone too, the render
   // holds the weights once (in the backend's layout) instead of twice.
@@ -542,6 +602,11 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
   report.audio_ms = in.audio_ms;
   report.model_size = in.model_size;
   report.audio_mode = in.mode.name;
+  report.model_family = in.family.name;
+  report.window_blocks = in.family.window_blocks;
+  report.first_frame = in.family.first_frame;
+  report.crop_interp = interpolation_name(in.family.crop_interpolation);
+  report.paste_interp = interpolation_name(in.family.paste_interpolation);
   report.backend = nn::backend_name(o.backend);
   std::tie(report.precision, report.isa) = precision_and_isa(o);
   report.video_fps = static_cast<double>(in.fps_num) / in.fps_den;
@@ -566,6 +631,7 @@ Result<RenderReport> run_render_job(const RenderJobOptions& o) {
                         (in.store->resident_bytes() - cache_before_sink) / (1024.0 * 1024.0));
 
   PipelineOptions po = pipeline_options(in, o);
+  report.fixed_batch = fixed_batch_note(fixed_batch, po.batch);
   auto bar = std::make_shared<ProgressBar>();
   // Memory after each minute of video, recorded from the writer thread (read after the
   // pipeline has joined it).

@@ -12,6 +12,7 @@
 #include "io/frame_store.h"
 #include "io/frame_writer.h"
 #include "nn/nn.h"
+#include "render/model_family.h"
 #include "render/output_target.h"
 #include "render/render.h"
 
@@ -45,6 +46,10 @@ const char* default_preset(nn::BackendKind backend);
 
 struct RenderJobOptions {
   std::string package_dir;
+  // Instead of package_dir: a SyncTalk_2D / Ultralight dataset folder (io/dataset.h). Its
+  // aud_*.npy for the model's audio mode is the speech when neither --audio nor --features
+  // is given; it has no models, so generator_path is needed.
+  std::string dataset_dir;
   // Speech: audio_path (decoded + audio encoder), features_path (.bin float32 [T, block]
   // with .json sidecar, or .npy; already the padded matrix P), or both: the features drive
   // the mouth and the audio is the MP4's sound (its length checked against the features).
@@ -52,7 +57,11 @@ struct RenderJobOptions {
   std::string features_path;
   std::string audio_encoder_path;  // empty: <package>/models/audio_encoder.onnx
   std::string generator_path;      // empty: <package>/models/generator.onnx
-  bool crops_from_video = false;   // crops_328_video.mp4 instead of crops of the full frame
+  // A .pth generator's audio mode where its tensors cannot tell (SyncTalk_2D's ave and
+  // hubert generators differ only in a stride): "ave", "hubert" or "wenet" (--asr, the
+  // flag's name in SyncTalk_2D). Empty: from the speech features' shape, else the name.
+  std::string asr;
+  bool crops_from_video = false;  // crops_328_video.mp4 instead of crops of the full frame
   // Avatar frame cache: 0 keeps every decoded frame in RAM (compact YUV, converted to BGR
   // per use); N > 0 bounds it to N MiB, decoding on a thread ahead of the frame walk.
   int64_t cache_mb = 0;
@@ -66,7 +75,11 @@ struct RenderJobOptions {
   bool overwrite = false;
 
   FrameOrder order = FrameOrder::kPingPong;
-  int64_t start_frame = 0;
+  // Avatar frame of output frame 0; -1: the model family's (0 for SyncTalk_2D, 1 for
+  // Ultralight, render/model_family.h).
+  int64_t start_frame = -1;
+  // Crop interpolation (cv::InterpolationFlags); unset: the model family's (--crop-interp).
+  std::optional<int> crop_interpolation;
   int64_t frames = -1;  // -1: every frame the audio asks for (rows of P)
 
   int batch = 0;  // 0: default_batch(backend)
@@ -116,6 +129,11 @@ struct RenderReport {
   int batch = 0, workers = 0, threads = 0;
   int model_size = 0;
   std::string audio_mode;
+  // The render rules used (render/model_family.h), overrides applied.
+  std::string model_family;               // e.g. "ultralight-hubert-160"
+  int window_blocks = 0;                  // feature blocks per audio window (16 or 8)
+  int64_t first_frame = 0;                // avatar frame of output frame 0
+  std::string crop_interp, paste_interp;  // "area" | "linear" | "cubic"
   std::string backend;
   std::string precision;  // what the runtime computed in: fp32, bf16, fp16
   std::string isa;        // cpu: oneDNN's ISA and the activation layout, e.g. "avx2 nChw8c"
@@ -123,6 +141,9 @@ struct RenderReport {
   std::string output;
   double video_fps = 0;   // the output's frame rate: the model's
   double avatar_fps = 0;  // the avatar video's own rate (frames are taken by index)
+  // A model file with a fixed batch (nn::FixedBatch): made dynamic, or "B=4 runs as 4 calls
+  // of 1 (why)"; empty for a dynamic-batch model.
+  std::string fixed_batch;
 
   nlohmann::json to_json() const;
   std::string to_text() const;  // a few human-readable lines
@@ -147,7 +168,8 @@ struct LoadedRender {
   std::shared_ptr<const nn::Model> model;
   std::string generator_path;
   int model_size = 0;
-  AudioMode mode;
+  AudioMode mode;      // the family's speech features (name, shape, fps)
+  ModelFamily family;  // the render rules, chosen at load with the job's overrides
   std::shared_ptr<AvatarFrames> avatar;
   std::shared_ptr<io::FrameStore> store;  // behind avatar->source
   std::shared_ptr<FeatureWindows> windows;

@@ -82,47 +82,26 @@ int64_t contract_frames(int64_t samples) {
 class AvatarRateE2E : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    skip_reason_.clear();
-    const fs::path sanders = shared_data() / "sanders";
-    if (!fs::exists(sanders / "full_body_video.mp4") ||
-        !fs::exists(shared_data() / "audio" / "talk_hb.wav")) {
-      skip_reason_ = "shared sample data not found (set TALKRENDER_SHARED)";
-      return;
-    }
-    if (!fs::exists(build_dir() / "talkrender")) {
-      skip_reason_ = "talkrender binary not built in " + build_dir().string();
-      return;
-    }
-    if (!fs::exists("/usr/bin/python3")) {
-      skip_reason_ = "/usr/bin/python3 (Debian's, with torch) not found";
-      return;
-    }
+    skip_reason_ = missing_prerequisite(
+        {fs::path("sanders") / "full_body_video.mp4", fs::path("audio") / "talk_hb.wav"});
+    if (!skip_reason_.empty()) return;
     // The encoder and the tiny generator, cached per build and keyed by the tools' source.
+    const fs::path tiny_tool = source_root() / "tests" / "e2e" / "make_tiny_generator.py";
     const std::string tool_src = slurp(source_root() / "tools" / "export_models.py") +
                                  slurp(source_root() / "tools" / "model_arch.py") +
-                                 slurp(source_root() / "tests" / "e2e" / "make_tiny_generator.py");
-    models_ =
-        build_dir() / ("e2e_rate_models-" + std::to_string(std::hash<std::string>{}(tool_src)));
-    if (!fs::exists(models_ / "encoder.onnx") || !fs::exists(models_ / "tiny.onnx")) {
-      const fs::path tmp = models_.string() + ".tmp-" + std::to_string(getpid());
-      std::string out;
-      int rc = run({"/usr/bin/python3", (source_root() / "tools" / "export_models.py").string(),
-                    "--out", tmp.string(), "--models", "encoder", "--no-goldens", "--seed", "1234"},
-                   build_dir() / "e2e_rate_export.log", &out);
-      if (rc == 0) {
-        rc = run({"/usr/bin/python3",
-                  (source_root() / "tests" / "e2e" / "make_tiny_generator.py").string(),
-                  (tmp / "tiny.onnx").string()},
-                 build_dir() / "e2e_rate_tiny.log", &out);
-      }
-      std::error_code ec;
-      if (rc != 0) {
-        fs::remove_all(tmp, ec);
-        skip_reason_ = "making the test models failed: " + out;
-        return;
-      }
-      fs::rename(tmp, models_, ec);  // another test process may have won the race: fine
-      fs::remove_all(tmp, ec);
+                                 slurp(tiny_tool);
+    models_ = cache_dir("e2e_rate_models-", tool_src);
+    auto steps = [&](const fs::path& tmp) -> std::vector<Step> {
+      return {{{"/usr/bin/python3", (source_root() / "tools" / "export_models.py").string(),
+                "--out", tmp.string(), "--models", "encoder", "--no-goldens", "--seed", "1234"},
+               build_dir() / "e2e_rate_export.log"},
+              {{"/usr/bin/python3", tiny_tool.string(), (tmp / "tiny.onnx").string()},
+               build_dir() / "e2e_rate_tiny.log"}};
+    };
+    std::string failed;
+    if (!fill_cache(models_, {"encoder.onnx", "tiny.onnx"}, steps, &failed)) {
+      skip_reason_ = "making the test models failed: " + failed;
+      return;
     }
     // The speech: the first second of talk_hb.wav.
     work_root_ = fs::temp_directory_path() / ("talkrender_rate_e2e_" + std::to_string(getpid()));

@@ -104,14 +104,46 @@ def audio_window(P, i):
     return out.reshape(32, 16, 16)
 
 
+def load_rects_and_pngs(package, pngs_dir):
+    """The package's crop rects and the rendered frame_*.png names in order (shared with
+    ultralight_reference.py)."""
+    with open(os.path.join(package, 'cache', 'crop_rectangles.json')) as f:
+        rects = json.load(f)
+    pngs = sorted(x for x in os.listdir(pngs_dir) if x.startswith('frame_') and x.endswith('.png'))
+    return rects, pngs
+
+
+def compare_frame(pngs_dir, name, k, expect, rect, stats):
+    """Reads the engine's `name` and compares it with the reference frame `expect` (avatar
+    frame k): outside `rect` they must be equal (prints where not). Updates
+    stats['outside_max'] and stats['inside_max']; returns (the engine's frame, |difference|
+    inside the rect, whether outside matched), or None (printed) when the PNG is unreadable
+    or of another size. Shared with ultralight_reference.py."""
+    got = cv2.imread(os.path.join(pngs_dir, name), cv2.IMREAD_UNCHANGED)
+    if got is None or got.shape != expect.shape:
+        print('%s: unreadable or wrong size' % name)
+        return None
+    x1, y1, x2, y2 = rect
+    diff = np.abs(got.astype(np.int16) - expect.astype(np.int16))
+    outside = diff.copy()
+    outside[y1:y2, x1:x2] = 0
+    inside = diff[y1:y2, x1:x2]
+    stats['outside_max'] = max(stats['outside_max'], int(outside.max()))
+    stats['inside_max'] = max(stats['inside_max'], int(inside.max()))
+    same_outside = bool(outside.max() == 0)
+    if not same_outside:
+        ys, xs, _ = np.nonzero(outside)
+        print('%s (avatar frame %d): %d pixels outside the rect differ, first at x=%d y=%d' %
+              (name, k, len(ys), xs[0], ys[0]))
+    return got, inside, same_outside
+
+
 def main():
     a = parse_args()
     import torch
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    with open(os.path.join(a.package, 'cache', 'crop_rectangles.json')) as f:
-        rects = json.load(f)
+    rects, pngs = load_rects_and_pngs(a.package, a.pngs)
     n = len(rects)
-    pngs = sorted(x for x in os.listdir(a.pngs) if x.startswith('frame_') and x.endswith('.png'))
     if not pngs:
         print('no frame_*.png in %s' % a.pngs)
         return 2
@@ -152,24 +184,14 @@ def main():
         expect = full.copy()
         expect[y1:y2, x1:x2] = patch
 
-        got = cv2.imread(os.path.join(a.pngs, name), cv2.IMREAD_UNCHANGED)
-        if got is None or got.shape != full.shape:
-            print('%s: unreadable or wrong size' % name)
+        compared = compare_frame(a.pngs, name, k, expect, (x1, y1, x2, y2), stats)
+        if compared is None:
             return 1
-        diff = np.abs(got.astype(np.int16) - expect.astype(np.int16))
-        outside = diff.copy()
-        outside[y1:y2, x1:x2] = 0
-        inside = diff[y1:y2, x1:x2]
-        stats['outside_max'] = max(stats['outside_max'], int(outside.max()))
-        stats['inside_max'] = max(stats['inside_max'], int(inside.max()))
+        _, inside, same_outside = compared
         stats['inside_over_1'] += int((inside > 1).sum())
         inside_sum += float(inside.sum())
         inside_count += inside.size
-        if outside.max() != 0:
-            ok = False
-            ys, xs, _ = np.nonzero(outside)
-            print('%s (avatar frame %d): %d pixels outside the rect differ, first at x=%d y=%d' %
-                  (name, k, len(ys), xs[0], ys[0]))
+        ok = ok and same_outside
     stats['inside_mean'] = inside_sum / max(inside_count, 1)
     if stats['inside_mean'] > 0.5 or stats['inside_max'] > a.max_inside_diff:
         ok = False

@@ -34,57 +34,30 @@ using Clock = std::chrono::steady_clock;
 class RenderE2E : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    skip_reason_.clear();
-    if (!fs::exists(shared_data() / "sanders" / "full_body_video.mp4")) {
-      skip_reason_ = "shared sample data not found (set TALKRENDER_SHARED)";
-      return;
-    }
-    if (!fs::exists(build_dir() / "talkrender")) {
-      skip_reason_ = "talkrender binary not built in " + build_dir().string();
-      return;
-    }
-    if (!fs::exists("/usr/bin/python3")) {
-      skip_reason_ = "/usr/bin/python3 (Debian's, with torch) not found";
-      return;
-    }
+    skip_reason_ = missing_prerequisite({fs::path("sanders") / "full_body_video.mp4"});
+    if (!skip_reason_.empty()) return;
     // Keyed by the tools' source: a changed export tool gives different weights.
+    const fs::path tiny_tool = source_root() / "tests" / "e2e" / "make_tiny_generator.py";
     const std::string tool_src = slurp(source_root() / "tools" / "export_models.py") +
                                  slurp(source_root() / "tools" / "model_arch.py") +
-                                 slurp(source_root() / "tests" / "e2e" / "make_tiny_generator.py");
-    models_ = build_dir() / ("e2e_models-" + std::to_string(std::hash<std::string>{}(tool_src)));
-    if (fs::exists(models_ / "gen320-ave.onnx") && fs::exists(models_ / "encoder.onnx") &&
-        fs::exists(models_ / "tiny.onnx")) {
-      return;
-    }
-    const fs::path tmp = models_.string() + ".tmp-" + std::to_string(getpid());
+                                 slurp(tiny_tool);
+    models_ = cache_dir("e2e_models-", tool_src);
+    auto steps = [&](const fs::path& tmp) -> std::vector<Step> {
+      return {{{"/usr/bin/python3", (source_root() / "tools" / "export_models.py").string(),
+                "--out", tmp.string(), "--models", "gen320-ave,encoder", "--non-saturated",
+                "--no-goldens", "--seed", "1234"},
+               build_dir() / "e2e_export.log"},
+              {{"/usr/bin/python3", tiny_tool.string(), (tmp / "tiny.onnx").string()},
+               build_dir() / "e2e_tiny.log"}};
+    };
     std::string out;
-    int rc = run({"/usr/bin/python3", (source_root() / "tools" / "export_models.py").string(),
-                  "--out", tmp.string(), "--models", "gen320-ave,encoder", "--non-saturated",
-                  "--no-goldens", "--seed", "1234"},
-                 build_dir() / "e2e_export.log", &out);
-    if (rc == 0) {
-      rc = run({"/usr/bin/python3",
-                (source_root() / "tests" / "e2e" / "make_tiny_generator.py").string(),
-                (tmp / "tiny.onnx").string()},
-               build_dir() / "e2e_tiny.log", &out);
-    }
-    std::error_code ec;
-    if (rc != 0) {
-      fs::remove_all(tmp, ec);
+    if (!fill_cache(models_, {"gen320-ave.onnx", "encoder.onnx", "tiny.onnx"}, steps, &out))
       skip_reason_ = "making the test models failed: " + out;
-      return;
-    }
-    fs::rename(tmp, models_, ec);  // another test process may have won the race: fine
-    fs::remove_all(tmp, ec);
   }
 
   void SetUp() override {
     if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
-    work_ =
-        fs::temp_directory_path() / ("talkrender_e2e_" + std::to_string(getpid()) + "_" +
-                                     testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(work_);
-    fs::create_directories(work_);
+    work_ = fresh_test_dir("talkrender_e2e_");
   }
   void TearDown() override {
     std::error_code ec;

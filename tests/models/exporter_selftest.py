@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Checks tools/export_models.py's command line: checkpoint loading (wrappers, 'module.'
 prefixes, the encoder's bare Sequential keys), its one-line errors with exit 2, and
-determinism. Uses the small encoder only, so it runs in seconds.
+determinism, on the small encoder; then Ultralight's own model (ul-hubert / ul-wenet):
+its parameter names and counts, --widths, an Ultralight training checkpoint (narrow widths
+read from the weights, optimizer state beside them), a checkpoint whose pickle names a
+global outside the allow-list, and the --fixed-batch 1 --opset 11 export of pth2onnx.py.
 
 Exit 0 passed, 1 failed, 77 skipped (no torch in this python).
 """
@@ -35,6 +38,113 @@ def expect_usage_error(args, needle, what):
     check(rc == 2 and len(lines) == 1 and needle in err,
           '%s -> exit 2 with one line naming "%s" (got exit %d: %r)' % (what, needle, rc,
                                                                          err.strip()[-300:]))
+
+
+# Parameter names and shapes as Ultralight-Digital-Human's unet.py `Model` has them at the
+# default widths (a sample from every part of the tree), so its state dicts load unchanged.
+UL_NAMES = {
+    'ul-hubert': {
+        'audio_model.conv1.conv.0.weight': (32, 16, 1, 1),
+        'audio_model.conv1.conv.7.running_var': (64,),
+        'audio_model.conv3.weight': (256, 128, 3, 3),
+        'audio_model.bn3.weight': (256,),
+        'audio_model.conv5.weight': (512, 256, 3, 3),
+        'audio_model.bn5.running_mean': (512,),
+        'audio_model.conv7.conv.6.weight': (512, 1024, 1, 1),
+    },
+    'ul-wenet': {
+        'audio_model.conv1.conv.0.weight': (256, 128, 1, 1),
+        'audio_model.conv1.conv.6.weight': (256, 256, 1, 1),
+        'audio_model.conv2.conv.3.weight': (512, 1, 3, 3),
+        'audio_model.conv3.weight': (256, 256, 3, 3),
+        'audio_model.conv4.conv.0.weight': (512, 256, 1, 1),
+    },
+    'both': {
+        'inc.inconv.0.conv.0.weight': (12, 6, 1, 1),
+        'inc.inconv.0.conv.7.weight': (32,),
+        'down1.maxpool_conv.0.double_conv.0.conv.3.weight': (64, 1, 3, 3),
+        'down4.maxpool_conv.0.double_conv.1.conv.6.weight': (512, 1024, 1, 1),
+        'fuse_conv.0.double_conv.0.conv.0.weight': (2048, 1024, 1, 1),
+        'fuse_conv.1.double_conv.1.conv.7.num_batches_tracked': (),
+        'up1.conv.double_conv.0.conv.0.weight': (1024, 512, 1, 1),
+        'up4.conv.double_conv.1.conv.6.weight': (32, 64, 1, 1),
+        'outc.conv.weight': (3, 32, 1, 1),
+        'outc.conv.bias': (3,),
+    },
+}
+
+
+def check_ultralight(tmp, np, torch, model_arch):
+    import json
+    counts = {'ul-hubert': 12.160, 'ul-wenet': 12.796}  # the contract's figures
+    for name in ('ul-hubert', 'ul-wenet'):
+        model = model_arch.Generator(160, name)
+        state = model.state_dict()
+        want = dict(UL_NAMES[name], **UL_NAMES['both'])
+        wrong = ['%s %s' % (k, tuple(state[k].shape) if k in state else 'absent')
+                 for k, shape in want.items() if k not in state or tuple(state[k].shape) != shape]
+        check(not wrong, '%s has unet.py\'s parameter names and shapes %s' % (name, wrong))
+        params = model_arch.count_parameters(model) / 1e6
+        check(round(params, 3) == counts[name], '%s: %.3f M parameters (contract %.3f M)' %
+              (name, params, counts[name]))
+    expect_usage_error(['--out', os.path.join(tmp, 'w'), '--models', 'gen160-hubert',
+                        '--widths', '16,32,64,128,256'], 'gen160-hubert',
+                       '--widths on a SyncTalk_2D model')
+    expect_usage_error(['--out', os.path.join(tmp, 'w'), '--models', 'ul-hubert',
+                        '--widths', '16,32,64'], '--widths', '--widths with three values')
+
+    # An Ultralight training checkpoint: {"epoch", "model", "optimizer"} (floats in the
+    # optimizer state), narrow widths that the exporter reads from the weights.
+    torch.manual_seed(11)
+    narrow = (16, 32, 64, 128, 256)
+    ul = model_arch.Generator(160, 'ul-wenet', widths=narrow)
+    opt = torch.optim.Adam(ul.parameters(), lr=1e-3)
+    ul(torch.rand(1, 6, 160, 160), torch.randn(1, 128, 16, 32)).mean().backward()
+    opt.step()
+    ul.eval()
+    ckpt = os.path.join(tmp, 'ul_wenet_20.pth')
+    torch.save({'epoch': 20, 'model': ul.state_dict(), 'optimizer': opt.state_dict()}, ckpt)
+    out = os.path.join(tmp, 'ul')
+    rc, stdout, err = export('--out', out, '--models', 'ul-wenet', '--checkpoint', ckpt,
+                             '--fixed-batch', '1', '--opset', '11')
+    check(rc == 0, 'Ultralight checkpoint with narrow widths and optimizer state exports '
+          '(exit %d %s)' % (rc, err.strip()[-300:]))
+    if rc == 0:
+        with open(os.path.join(out, 'ul-wenet.json')) as f:
+            info = json.load(f)
+        check(info['widths'] == list(narrow), 'widths read from the checkpoint: %s' %
+              info['widths'])
+        check(info['opset'] == 11 and info['dynamic_batch'] is False and
+              info['inputs']['audio'] == [1, 128, 16, 32] and info['golden_batches'] == [1],
+              '--fixed-batch 1 --opset 11: opset 11, batch fixed at 1 (%s)' %
+              {k: info[k] for k in ('opset', 'dynamic_batch', 'inputs')})
+        import onnx
+        graph = onnx.load(os.path.join(out, 'ul-wenet.onnx')).graph
+        dims = [[d.dim_value if d.HasField('dim_value') else d.dim_param
+                 for d in v.type.tensor_type.shape.dim] for v in list(graph.input) +
+                list(graph.output)]
+        check(dims == [[1, 6, 160, 160], [1, 128, 16, 32], [1, 3, 160, 160]],
+              'the ONNX file has batch 1 baked into its inputs and output %s' % dims)
+        prefix = os.path.join(out, 'ul-wenet.b1.')
+        with torch.no_grad():
+            want = ul(torch.from_numpy(np.load(prefix + 'input.npy')),
+                      torch.from_numpy(np.load(prefix + 'audio.npy'))).numpy()
+        err = float(np.abs(np.load(prefix + 'output.npy') - want).max())
+        check(err <= 1e-6, 'golden output is the checkpoint model\'s output (max|diff| %g)' % err)
+
+    # A pickle naming a global outside the allow-list is refused before anything runs.
+    marker = os.path.join(tmp, 'pwned')
+
+    class Evil:
+
+        def __reduce__(self):
+            return (os.mkdir, (marker,))
+
+    evil = os.path.join(tmp, 'evil.pth')
+    torch.save({'model': ul.state_dict(), 'extra': Evil()}, evil)
+    expect_usage_error(['--out', out, '--models', 'ul-wenet', '--checkpoint', evil],
+                       'posix.mkdir is not allowed', 'checkpoint naming os.mkdir')
+    check(not os.path.exists(marker), 'the refused checkpoint ran nothing')
 
 
 def main():
@@ -135,6 +245,8 @@ def main():
             check(False, 'golden files readable (%s)' % e)
         leftovers = [f for f in os.listdir(a) if f.startswith('.')]
         check(not leftovers, 'no temporary files left behind (%s)' % leftovers)
+
+        check_ultralight(tmp, np, torch, model_arch)
 
     print('%d failure(s)' % len(failures))
     return 1 if failures else 0

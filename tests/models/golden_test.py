@@ -6,11 +6,14 @@ PyTorch's output. Each export is first evaluated by a numpy reference evaluator
 from an engine problem.
 
 Backends: ref, cpu, and cpu-b8 / cpu-b16: the cpu backend with its activation layout forced
-to nChw8c / nChw16c (TALKRENDER_CPU_BLOCK), so both layouts are checked on any CPU. The
-default runs ref, cpu-b8 and cpu-b16 (plain cpu is one of the two).
+to nChw8c / nChw16c (TALKRENDER_CPU_BLOCK), so both layouts are checked on any CPU; cpu-bf16:
+the cpu backend with --precision bf16, generators only, and only where the CPU has native
+bf16 (AVX512_BF16 or AMX; skipped elsewhere, saying so). The default runs ref, cpu-b8,
+cpu-b16 and cpu-bf16 (plain cpu is one of the two layouts).
 
 Tolerances: generators max |diff| <= 1e-4 (outputs are in [0, 1]); the encoder
-max |diff| <= 1e-4 * max |golden| (its outputs are unbounded ReLU features).
+max |diff| <= 1e-4 * max |golden| (its outputs are unbounded ReLU features); bf16
+generators PSNR >= 40 dB and max |diff| <= 0.08 (as tests/nn/cpu_generator_test.cc).
 
 Run with Debian's Python (/usr/bin/python3: torch, onnx, numpy). Exit 0 all passed,
 1 a case failed, 77 skipped (ctest SKIP_RETURN_CODE): PyTorch/onnx missing, or the
@@ -32,7 +35,7 @@ EXPORTER = os.path.join(SOURCE_ROOT, 'tools', 'export_models.py')
 MODEL_ARCH = os.path.join(SOURCE_ROOT, 'tools', 'model_arch.py')
 
 GENERATORS = ['gen320-ave', 'gen320-hubert', 'gen320-wenet', 'gen160-ave', 'gen160-hubert',
-              'gen160-wenet']
+              'gen160-wenet', 'ul-hubert', 'ul-wenet']
 
 # case name -> (model, exporter flags). The main cases use --non-saturated weights:
 # with PyTorch's default init a generator's output is a flat ~0.5 image that hides
@@ -53,9 +56,19 @@ for _m in ['gen320-ave', 'encoder']:
 # export carries Identity nodes on shared initialisers.
 CASES['gen320-ave.plain'] = ('gen320-ave', [])
 CASES['gen320-ave.untrained-bn'] = ('gen320-ave', ['--untrained-batchnorm'])
+# Ultralight's own model: the narrow widths its code offers for weak devices, and the export
+# its pth2onnx.py writes (opset 11, batch fixed at 1; goldens at batch 1 and 3, since the
+# runtime relaxes a batch-agnostic fixed batch of 1).
+CASES['ul-hubert.w16'] = ('ul-hubert', ['--non-saturated', '--widths', '16,32,64,128,256'])
+CASES['ul-wenet.w16'] = ('ul-wenet', ['--non-saturated', '--widths', '16,32,64,128,256'])
+CASES['ul-hubert.opset11-fixed1'] = ('ul-hubert', ['--non-saturated', '--opset', '11',
+                                                   '--fixed-batch', '1', '--golden-batch',
+                                                   '1,3'])
 
 GENERATOR_ABS_TOL = 1e-4
 ENCODER_REL_TOL = 1e-4
+BF16_MIN_PSNR_DB = 40.0
+BF16_ABS_TOL = 0.08
 
 
 def skip(message):
@@ -140,7 +153,7 @@ def check_export_with_numpy(case, model, out_dir, batch, input_names):
     return (label, ok)
 
 
-def compare(model, got, want):
+def compare(model, got, want, bf16=False):
     """Returns (ok, one-line description)."""
     import numpy as np
     if got.shape != want.shape:
@@ -156,22 +169,44 @@ def compare(model, got, want):
         scale = float(np.max(np.abs(want)))
         tol = ENCODER_REL_TOL * max(scale, 1e-12)
         kind = 'rel tol %.0e x max|golden| %.4g = %.3g' % (ENCODER_REL_TOL, scale, tol)
+    elif bf16:
+        tol = BF16_ABS_TOL
+        kind = 'abs tol %.2g' % tol
     else:
         tol = GENERATOR_ABS_TOL
         kind = 'abs tol %.0e' % tol
     over = int(np.sum(diff > tol))
+    mse = float(np.mean(diff * diff))
+    psnr = 999.0 if mse == 0 else 10 * np.log10(1.0 / mse)
     text = ('max|diff| %.3g (%s) at %s: got %.7g want %.7g; mean|diff| %.3g; %d of %d over' %
             (max_diff, kind, tuple(int(i) for i in worst), float(got[worst]), float(want[worst]),
              float(diff.mean()), over, diff.size))
-    return max_diff <= tol, text
+    ok = max_diff <= tol
+    if bf16:
+        text += '; PSNR %.1f dB (min %.0f)' % (psnr, BF16_MIN_PSNR_DB)
+        ok = ok and psnr >= BF16_MIN_PSNR_DB
+    return ok, text
+
+
+def cpu_flags():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def cpu_has_avx512():
-    try:
-        with open('/proc/cpuinfo') as f:
-            return ' avx512f' in f.read()
-    except OSError:
-        return False
+    return 'avx512f' in cpu_flags()
+
+
+def cpu_has_native_bf16():
+    """What the runtime's --precision bf16 needs (AVX512_BF16, or AMX's bf16)."""
+    flags = cpu_flags()
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 
 def run_case(case, workdir, talkrender, backends, seed, timeout, extra_infer_args,
@@ -195,6 +230,13 @@ def run_case(case, workdir, talkrender, backends, seed, timeout, extra_infer_arg
         want = np.load(prefix + '.output.npy')
         for backend in backends:
             label = '%s b%d %s' % (case, batch, backend)
+            if backend == 'cpu-bf16':
+                if model == 'encoder':
+                    continue  # the generators' check; the encoder's tolerance is fp32's
+                if not cpu_has_native_bf16():
+                    print('SKIP %-40s this CPU has no native bf16 (AVX512_BF16 or AMX); the '
+                          'bf16 path is checked where it has' % label)
+                    continue
             # nChw16c without AVX-512 runs oneDNN's naive kernels (minutes per generator
             # frame): the smallest golden batch checks the layout, the others are skipped.
             if (backend == 'cpu-b16' and batch != min(info['golden_batches']) and
@@ -210,10 +252,14 @@ def run_case(case, workdir, talkrender, backends, seed, timeout, extra_infer_arg
                 cmd += ['--input', '%s=%s.%s.npy' % (name, prefix, name)]
             env = dict(os.environ)
             engine = backend
-            if backend.startswith('cpu-b'):
+            precision = []
+            if backend == 'cpu-bf16':
+                engine = 'cpu'
+                precision = ['--precision', 'bf16']
+            elif backend.startswith('cpu-b'):
                 engine = 'cpu'
                 env['TALKRENDER_CPU_BLOCK'] = backend[len('cpu-b'):]
-            cmd += ['--out', got_path, '--backend', engine] + extra_infer_args
+            cmd += ['--out', got_path, '--backend', engine] + precision + extra_infer_args
             t0 = time.monotonic()
             try:
                 proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -234,7 +280,7 @@ def run_case(case, workdir, talkrender, backends, seed, timeout, extra_infer_arg
                 print('FAIL %-40s output %s unreadable: %s' % (label, got_path, e))
                 results.append((label, False))
                 continue
-            ok, text = compare(model, got, want)
+            ok, text = compare(model, got, want, bf16=backend == 'cpu-bf16')
             print('%s %-40s %s [infer %.1f s]' % ('PASS' if ok else 'FAIL', label, text, seconds))
             if not ok:
                 print('     command: ' + ' '.join(cmd))
@@ -251,8 +297,9 @@ def main():
     ap.add_argument('--talkrender', help='the binary (default: $TALKRENDER_BUILD/talkrender)')
     ap.add_argument('--work', help='export directory (default: '
                     '$TALKRENDER_BUILD/tests/models)')
-    ap.add_argument('--backends', default='ref,cpu-b8,cpu-b16',
-                    help='comma-separated: ref, cpu, cpu-b8, cpu-b16 (default %(default)s)')
+    ap.add_argument('--backends', default='ref,cpu-b8,cpu-b16,cpu-bf16',
+                    help='comma-separated: ref, cpu, cpu-b8, cpu-b16, cpu-bf16 (default '
+                    '%(default)s)')
     ap.add_argument('--seed', type=int, default=1234)
     ap.add_argument('--timeout', type=int, default=600, help='seconds per infer call')
     ap.add_argument('--no-numpy-check', action='store_true',

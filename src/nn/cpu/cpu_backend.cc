@@ -10,6 +10,7 @@
 // Precision: fp32, or bf16 on CPUs that compute it natively (AVX512_BF16, AMX): weights are
 // converted once at compile, activations are bf16 in nChw16c between convs, and the first and
 // the output conv stay fp32 (cpu_conv.cc).
+#include <cpuid.h>
 #include <omp.h>
 
 #include <cstdlib>
@@ -51,6 +52,17 @@ const char* isa_name(dnnl::cpu_isa isa) {
 }
 
 // oneDNN's ISA values are bit sets: a richer ISA contains the bits of the ones it extends.
+// The 12-byte cpuid vendor string (leaf 0), or "" where cpuid is unavailable.
+std::string cpuid_vendor() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return "";
+  char v[13] = {};
+  std::memcpy(v, &ebx, 4);
+  std::memcpy(v + 4, &edx, 4);
+  std::memcpy(v + 8, &ecx, 4);
+  return v;
+}
+
 bool has_isa(dnnl::cpu_isa effective, dnnl::cpu_isa want) {
   const unsigned e = static_cast<unsigned>(effective), w = static_cast<unsigned>(want);
   return (e & w) == w;
@@ -92,6 +104,9 @@ CpuInfo cpu_info() {
   info.isa = cpu::isa_name(isa);
   info.native_bf16 = cpu::has_isa(isa, dnnl::cpu_isa::avx512_core_bf16) ||
                      cpu::has_isa(isa, dnnl::cpu_isa::avx512_core_amx);
+  info.vendor = cpu::cpuid_vendor();
+  info.bf16_faster = cpu::has_isa(isa, dnnl::cpu_isa::avx512_core_amx) ||
+                     (info.native_bf16 && info.vendor == "AuthenticAMD");
   info.block = cpu::has_isa(isa, dnnl::cpu_isa::avx512_core) ? 16 : 8;
   if (const char* forced = std::getenv("TALKRENDER_CPU_BLOCK")) {
     if (std::strcmp(forced, "8") == 0) info.block = 8;

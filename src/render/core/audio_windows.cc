@@ -1,4 +1,5 @@
-// Per-frame audio windows over a padded feature matrix: contract section 4 step 12.
+// Per-frame audio windows over a feature matrix: contract section 4 step 12 (16 blocks) and
+// Ultralight's 8-block window; the block count comes from the model family table.
 #include <fmt/format.h>
 
 #include <cstring>
@@ -9,25 +10,31 @@ namespace tr::render {
 
 Result<std::unique_ptr<FeatureWindows>> FeatureWindows::create(Tensor features,
                                                                int64_t window_numel,
-                                                               const std::string& name) {
+                                                               const std::string& name,
+                                                               int blocks) {
   if (features.dtype() != DType::kFloat32 || features.rank() != 2 || features.dim(0) < 1) {
     return BadInput(fmt::format("{}: audio features must be float32 [rows, block], got {} {}", name,
                                 dtype_name(features.dtype()), shape_str(features.shape())));
   }
+  if (blocks < 1 || blocks % 2 != 0) {
+    return BadInput(fmt::format("{}: a window of {} blocks is not even", name, blocks));
+  }
   const int64_t rows = features.dim(0), block = features.dim(1);
-  if (16 * block != window_numel) {
+  if (blocks * block != window_numel) {
     return BadInput(fmt::format(
         "{}: feature blocks of {} floats do not fit the model's audio input of {} floats "
-        "(16 blocks of {} expected)",
-        name, block, window_numel, window_numel / 16));
+        "({} blocks of {} expected)",
+        name, block, window_numel, blocks, window_numel / blocks));
   }
-  return std::unique_ptr<FeatureWindows>(new FeatureWindows(std::move(features), rows, block));
+  return std::unique_ptr<FeatureWindows>(
+      new FeatureWindows(std::move(features), rows, block, blocks));
 }
 
 void FeatureWindows::window(int64_t i, float* dst) const {
   const float* p = features_.data<float>();
-  for (int64_t r = 0; r < 16; ++r) {
-    const int64_t src = i - 8 + r;
+  const int64_t half = blocks_ / 2;
+  for (int64_t r = 0; r < blocks_; ++r) {
+    const int64_t src = i - half + r;
     float* out = dst + r * block_;
     if (src < 0 || src >= rows_) {
       std::memset(out, 0, sizeof(float) * block_);
@@ -35,18 +42,6 @@ void FeatureWindows::window(int64_t i, float* dst) const {
       std::memcpy(out, p + src * block_, sizeof(float) * block_);
     }
   }
-}
-
-Result<AudioMode> audio_mode_for_shape(const Shape& shape) {
-  static const AudioMode kModes[] = {
-      {"ave", {32, 16, 16}, 25}, {"hubert", {32, 32, 32}, 25}, {"wenet", {256, 16, 32}, 20}};
-  for (const auto& m : kModes) {
-    if (m.shape == shape) return m;
-  }
-  return BadInput(
-      fmt::format("the generator's audio input {} is not a known mode (ave [32, 16, 16], hubert "
-                  "[32, 32, 32], wenet [256, 16, 32])",
-                  shape_str(shape)));
 }
 
 }  // namespace tr::render

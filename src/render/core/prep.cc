@@ -31,28 +31,6 @@ int avatar_frame_for(int64_t output_index, int avatar_frames, FrameOrder order, 
   return static_cast<int>(m < avatar_frames ? m : period - m);
 }
 
-PrepSettings PrepSettings::for_size(int size) {
-  PrepSettings s;
-  s.size = size;
-  s.border = 4;
-  if (size == 160) {
-    // Ultralight: bilinear both ways (its crop call passes INTER_AREA in the dst slot).
-    s.crop_interpolation = cv::INTER_LINEAR;
-    s.paste_interpolation = cv::INTER_LINEAR;
-    s.mask = cv::Rect(5, 5, 150, 145);
-  } else {
-    s.crop_interpolation = cv::INTER_CUBIC;
-    s.paste_interpolation = cv::INTER_CUBIC;
-    if (size == 320) {
-      s.mask = cv::Rect(5, 5, 310, 305);
-    } else {
-      // No reference exists for other sizes: keep the 320 mask's proportions.
-      s.mask = cv::Rect(5, 5, size - 10, size * 305 / 320);
-    }
-  }
-  return s;
-}
-
 Status check_rect(const cv::Rect& rect, const cv::Size& frame_size, int avatar_frame) {
   if (rect.width <= 0 || rect.height <= 0 || rect.x < 0 || rect.y < 0 ||
       rect.x + rect.width > frame_size.width || rect.y + rect.height > frame_size.height) {
