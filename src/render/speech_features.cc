@@ -8,6 +8,7 @@
 #include "audio/audio.h"
 #include "common/files.h"
 #include "common/npy.h"
+#include "io/dataset.h"
 
 namespace tr::render {
 
@@ -75,8 +76,8 @@ std::string checkpoint_audio_hint(const SpeechSources& s) {
     }
   }
   if (!s.dataset_dir.empty() && s.audio_path.empty()) {
-    const bool hu = path_exists(s.dataset_dir + "/aud_hu.npy");
-    const bool ave = path_exists(s.dataset_dir + "/aud_ave.npy");
+    const bool hu = !io::dataset_features_path(s.dataset_dir, "hubert").empty();
+    const bool ave = !io::dataset_features_path(s.dataset_dir, "ave").empty();
     if (hu != ave) return hu ? "hubert" : "ave";
   }
   return s.audio_path.empty() ? "" : "ave";  // --audio computes ave features
