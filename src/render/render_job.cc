@@ -455,10 +455,13 @@ Result<LoadedRender> load_render_inputs(const RenderJobOptions& opts) {
   // --batch works on such files too (else the predictor runs the batch as calls).
   nn::LoadOptions load_opts;
   load_opts.relax_fixed_batch = true;
-  load_opts.checkpoint_audio_mode =
-      o.asr.empty()
-          ? checkpoint_audio_hint({o.features_path, o.package_dir, o.dataset_dir, o.audio_path})
-          : o.asr;
+  // The hint reads the features file (and package_info.json): only for a checkpoint, the
+  // one kind of generator it can matter to, not for every ONNX render.
+  load_opts.checkpoint_audio_mode = o.asr;
+  if (o.asr.empty() && !in.generator_path.ends_with(".onnx")) {
+    load_opts.checkpoint_audio_mode =
+        checkpoint_audio_hint({o.features_path, o.package_dir, o.dataset_dir, o.audio_path});
+  }
   TR_ASSIGN_OR_RETURN(in.model, nn::Model::load(in.generator_path, load_opts));
   // A .pth generator: what its tensors were read as (the ave/hubert choice included).
   if (!in.model->description().empty()) {
