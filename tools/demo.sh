@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 1: install dependencies, build, and render the demo (a synthetic avatar
-# package with seeded random-weight models and espeak-ng speech) to demo.mp4.
+# package and espeak-ng speech, lip-synced by the small trained model in models/demo) to
+# demo.mp4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh

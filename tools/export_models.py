@@ -22,6 +22,8 @@ MODEL_NAMES = [
 # Ultralight-Digital-Human's own model (contract, "Ultralight-Digital-Human's own model"):
 # exporter name -> model_arch audio mode. Always S = 160.
 ULTRALIGHT_MODELS = {'ul-hubert': 'ul-hubert', 'ul-wenet': 'ul-wenet'}
+# SyncTalk_2D's wenet generators feed the features into a block at c3: default widths only.
+WIDTHLESS_MODELS = ('gen320-wenet', 'gen160-wenet')
 DEFAULT_WIDTHS = (32, 64, 128, 256, 512)
 
 # Contract parameter counts (millions, with as many decimals as the contract prints). The
@@ -52,6 +54,8 @@ models:
                              --widths picks its channel widths (default 32,64,128,256,512;
                              Ultralight's mobile setting is --widths 16,32,64,128,256)
   encoder                    ave audio encoder, mel [B,1,80,16] -> output [B,512]
+  --widths also narrows the ave/hubert generators and the encoder (the demo's small model,
+  tools/train_demo.py, is gen160-ave + encoder at narrow widths).
 
 files written to --out (every file is written to a temporary name, then renamed):
   <model>.onnx                    the exported model
@@ -131,8 +135,10 @@ def parse_args(argv):
                         help='fixed batch dimension B (default 1 when given without a '
                         'value); without this option the batch dimension is dynamic')
     parser.add_argument('--widths', metavar='C0,C1,C2,C3,C4',
-                        help='channel widths of ul-hubert / ul-wenet (default %s, or read '
-                        'from --checkpoint)' % ','.join(map(str, DEFAULT_WIDTHS)))
+                        help='channel widths c0..c4 of every model but the *-wenet '
+                        'generators (default %s; ul-* read them from --checkpoint; for the '
+                        'encoder, its five levels before the 1x1 to 512)' %
+                        ','.join(map(str, DEFAULT_WIDTHS)))
     parser.add_argument('--checkpoint', metavar='X.pth',
                         help='load this state dict instead of random weights (needs '
                         'exactly one model in --models)')
@@ -198,10 +204,10 @@ def parse_args(argv):
         if len(args.widths) != 5 or any(c < 2 or c % 2 for c in args.widths):
             raise UsageError('--widths must be five even channel counts >= 2, got %s' %
                              ','.join(map(str, args.widths)))
-        others = [m for m in args.models if m not in ULTRALIGHT_MODELS]
+        others = [m for m in args.models if m in WIDTHLESS_MODELS]
         if others:
-            raise UsageError('--widths applies to %s only, not %s' %
-                             (' and '.join(ULTRALIGHT_MODELS), ','.join(others)))
+            raise UsageError('--widths does not apply to %s (its audio input channels are '
+                             'tied to the default widths)' % ','.join(others))
     if args.non_saturated and args.untrained_batchnorm:
         raise UsageError('--non-saturated and --untrained-batchnorm exclude each other')
     return args
@@ -237,7 +243,7 @@ def generator_spec(name):
 def build_model(name, widths=None):
     import model_arch
     if name == 'encoder':
-        return model_arch.AudioEncoder()
+        return model_arch.AudioEncoder(widths or DEFAULT_WIDTHS)
     size, mode = generator_spec(name)
     return model_arch.Generator(size, mode, widths=widths or DEFAULT_WIDTHS)
 
@@ -477,15 +483,38 @@ def op_histogram(onnx_path):
     return counts
 
 
+def write_onnx(model, example, path, opset, dynamic_axes, training_mode=None):
+    """torch.onnx.export as users export: inputs named as `example`'s keys, one output
+    'output', constant folding on. Also used by tools/train_demo.py."""
+    import inspect
+    import torch
+    # PyTorch >= 2.9 exports through dynamo by default, a different graph; users' files come
+    # from the TorchScript exporter, so ask for it where the choice exists (tools/device/
+    # exports with the GPU machine's own, newer PyTorch).
+    legacy = ({'dynamo': False}
+              if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {})
+    with torch.no_grad():
+        torch.onnx.export(model,
+                          tuple(example.values()),
+                          path,
+                          input_names=list(example.keys()),
+                          output_names=['output'],
+                          dynamic_axes=dynamic_axes,
+                          opset_version=opset,
+                          do_constant_folding=True,
+                          training=training_mode or torch.onnx.TrainingMode.EVAL,
+                          export_params=True,
+                          **legacy)
+
+
 def export_one(name, args):
     import torch
     t0 = time.time()
     seed = model_seed(args.seed, name)
     torch.manual_seed(seed)  # default conv init draws from the global generator
     gen = torch.Generator().manual_seed(seed)
-    widths = None
+    widths = args.widths
     if name in ULTRALIGHT_MODELS:
-        widths = args.widths
         if widths is None and args.checkpoint:
             widths = checkpoint_widths(args.checkpoint, args.trust_checkpoint)
         widths = widths or DEFAULT_WIDTHS
@@ -532,28 +561,9 @@ def export_one(name, args):
     training_mode = (torch.onnx.TrainingMode.PRESERVE
                      if args.keep_batchnorm else torch.onnx.TrainingMode.EVAL)
 
-    # PyTorch >= 2.9 exports through dynamo by default, a different graph; users' files come
-    # from the TorchScript exporter, so ask for it where the choice exists (tools/device/
-    # exports with the GPU machine's own, newer PyTorch).
-    import inspect
-    legacy = ({'dynamo': False}
-              if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {})
-
-    def write_onnx(tmp):
-        with torch.no_grad():
-            torch.onnx.export(model,
-                              tuple(example.values()),
-                              tmp,
-                              input_names=input_names,
-                              output_names=['output'],
-                              dynamic_axes=dynamic_axes,
-                              opset_version=args.opset,
-                              do_constant_folding=True,
-                              training=training_mode,
-                              export_params=True,
-                              **legacy)
-
-    save_atomic(onnx_path, write_onnx)
+    save_atomic(
+        onnx_path, lambda tmp: write_onnx(model, example, tmp, args.opset, dynamic_axes,
+                                          training_mode))
     t_export = time.time() - t0
     ops = op_histogram(onnx_path)
     print('%-14s exported %s (opset %d, %s batch) in %.1f s; ops: %s' %

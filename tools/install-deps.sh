@@ -16,6 +16,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-numpy python3-scipy python3-onnx
   espeak-ng sox
+  libboost-dev python3-aiohttp python3-websockets chromium
 )
 missing=()
 for p in "${PKGS[@]}"; do

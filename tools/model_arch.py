@@ -181,8 +181,10 @@ class Generator(nn.Module):
     mode ul-hubert / ul-wenet with size 160 is Ultralight-Digital-Human's own `Model`
     (unet.py): same module tree and parameter names, so its state dicts load unchanged.
     `widths` are the five channel widths c0..c4 (Ultralight suggests (16, 32, 64, 128, 256)
-    for weak devices); the SyncTalk_2D modes take only the default widths, because their
-    audio input channels are tied to c0."""
+    for weak devices). ave and hubert take any widths too (their audio input channels are
+    the features' 32, whatever c0 is: the demo's small model, tools/train_demo.py, is a
+    narrow ave generator); wenet takes only the default widths, because its audio input
+    channels are tied to c3."""
 
     def __init__(self, size=320, mode='ave', n_channels=6, widths=CHANNELS):
         super().__init__()
@@ -195,7 +197,7 @@ class Generator(nn.Module):
         widths = tuple(int(c) for c in widths)
         if len(widths) != 5 or any(c < 2 or c % 2 for c in widths):
             raise ValueError(f'widths must be five even channel counts, got {widths}')
-        if mode not in ULTRALIGHT_MODES and widths != CHANNELS:
+        if mode == 'wenet' and widths != CHANNELS:
             raise ValueError(f'mode {mode} takes only the widths {CHANNELS}')
         ch = widths
         self.size = size
@@ -268,25 +270,34 @@ class EncoderConv(nn.Module):
 
 
 class AudioEncoder(nn.Module):
-    """The ave audio encoder: mel window [B,1,80,16] -> [B,512] (contract section 4)."""
+    """The ave audio encoder: mel window [B,1,80,16] -> [B,512] (contract section 4).
 
-    def __init__(self):
+    `widths` are the channels of its five levels (default 32, 64, 128, 256, 512); the last
+    1x1 conv always maps to 512, the feature size the generator's window needs, so a narrow
+    encoder (the demo's) still feeds any ave generator."""
+
+    def __init__(self, widths=CHANNELS):
         super().__init__()
+        widths = tuple(int(c) for c in widths)
+        if len(widths) != 5 or any(c < 1 for c in widths):
+            raise ValueError(f'encoder widths must be five channel counts, got {widths}')
+        e0, e1, e2, e3, e4 = widths
+        self.widths = widths
         c = EncoderConv
         self.audio_encoder = nn.Sequential(
-            c(1, 32, 3, 1, 1),
-            c(32, 32, 3, 1, 1, residual=True),
-            c(32, 32, 3, 1, 1, residual=True),
-            c(32, 64, 3, (3, 1), 1),
-            c(64, 64, 3, 1, 1, residual=True),
-            c(64, 64, 3, 1, 1, residual=True),
-            c(64, 128, 3, 3, 1),
-            c(128, 128, 3, 1, 1, residual=True),
-            c(128, 128, 3, 1, 1, residual=True),
-            c(128, 256, 3, (3, 2), 1),
-            c(256, 256, 3, 1, 1, residual=True),
-            c(256, 512, 3, 1, 0),
-            c(512, 512, 1, 1, 0),
+            c(1, e0, 3, 1, 1),
+            c(e0, e0, 3, 1, 1, residual=True),
+            c(e0, e0, 3, 1, 1, residual=True),
+            c(e0, e1, 3, (3, 1), 1),
+            c(e1, e1, 3, 1, 1, residual=True),
+            c(e1, e1, 3, 1, 1, residual=True),
+            c(e1, e2, 3, 3, 1),
+            c(e2, e2, 3, 1, 1, residual=True),
+            c(e2, e2, 3, 1, 1, residual=True),
+            c(e2, e3, 3, (3, 2), 1),
+            c(e3, e3, 3, 1, 1, residual=True),
+            c(e3, e4, 3, 1, 0),
+            c(e4, 512, 1, 1, 0),
         )
 
     def forward(self, x):

@@ -52,15 +52,16 @@ asan_job() {
       ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE 'models|e2e|slow'
 }
 tsan_job() {
-  step "TSan build (pipeline)"
-  # The pipeline tests link only tr_render_core (common + OpenCV): build just them. (oneDNN's
-  # OpenMP runtime is not TSan-instrumented, so nn tests would only give false positives.)
+  step "TSan build (pipeline, serve batcher)"
+  # The pipeline and batcher tests link only tr_render_core (common + OpenCV): build just
+  # them. (oneDNN's OpenMP runtime is not TSan-instrumented, so nn tests would only give
+  # false positives.)
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DTALKRENDER_SANITIZE=thread -DTALKRENDER_BENCH=OFF >/dev/null &&
-    cmake --build build-tsan -j "$JOBS" --target render_tests &&
-    step "TSan tests (pipeline, batch and workers > 1)" &&
+    cmake --build build-tsan -j "$JOBS" --target render_tests serve_batcher_tests &&
+    step "TSan tests (pipeline with batch and workers > 1, serve batcher)" &&
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-      ctest --test-dir build-tsan --output-on-failure -j "$JOBS" -L 'render'
+      ctest --test-dir build-tsan --output-on-failure -j "$JOBS" -L 'render|serve'
 }
 fuzz_job() {
   # A fixed seed explores the same few paths on every run: take it from the commit instead,

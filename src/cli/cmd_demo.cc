@@ -1,5 +1,8 @@
-// talkrender demo: synthetic avatar package + espeak-ng speech + seeded random-weight
-// models (tools/export_models.py) -> a rendered MP4 and its report. Needs no data.
+// talkrender demo: synthetic avatar package + espeak-ng speech + the project's own small
+// trained model (models/demo, made by tools/train_demo.py; see models/demo/README.md) -> a
+// rendered MP4 and its report. Needs no data. --random-weights renders with seeded
+// random-weight models (tools/export_models.py) instead; --avatar-only DIR writes only the
+// synthetic avatar package (the frames tools/train_demo.py trains on).
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,8 +14,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cli/cli_util.h"
@@ -30,8 +35,8 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kDefaultText =
-    "Hello! I am a talking head drawn by talkrender. My face is synthetic, my voice comes "
-    "from espeak, and my mouth comes from a model with random weights.";
+    "Welcome to talkrender. This mouth was drawn by a small network, trained on my own voice, "
+    "that learned to move my lips from speech alone.";
 
 // Runs a program (no shell), waiting for it; on an interrupt the child is terminated.
 Status run_program(const std::vector<std::string>& args) {
@@ -60,9 +65,10 @@ Status run_program(const std::vector<std::string>& args) {
   return Status::Ok();
 }
 
-// tools/export_models.py of the source tree: $TALKRENDER_SOURCE, then the folders above
-// the executable (build/talkrender -> ..), then the working directory.
-std::string find_export_tool() {
+// The file `rel` of the source tree (e.g. tools/export_models.py): looked for under
+// $TALKRENDER_SOURCE, then the folders above the executable (build/talkrender -> ..), then
+// the working directory. Empty when none has it.
+std::string find_in_source_tree(const fs::path& rel) {
   std::vector<fs::path> roots;
   if (const char* s = std::getenv("TALKRENDER_SOURCE")) roots.emplace_back(s);
   std::error_code ec;
@@ -73,15 +79,32 @@ std::string find_export_tool() {
   }
   roots.push_back(fs::current_path(ec));
   for (const auto& r : roots) {
-    fs::path p = r / "tools" / "export_models.py";
+    fs::path p = r / rel;
     if (fs::exists(p, ec)) return p.string();
   }
   return "";
 }
 
+// The trained demo models: models/demo/generator.onnx of the source tree and the
+// audio_encoder.onnx beside it.
+Status find_demo_models(std::string* generator, std::string* encoder) {
+  constexpr const char* kHint =
+      " not found in the source tree (run /usr/bin/python3 tools/train_demo.py, or use "
+      "--random-weights)";
+  *generator = find_in_source_tree("models/demo/generator.onnx");
+  if (generator->empty()) return RuntimeError(std::string("models/demo/generator.onnx") + kHint);
+  *encoder = (fs::path(*generator).parent_path() / "audio_encoder.onnx").string();
+  std::error_code ec;
+  if (!fs::exists(*encoder, ec)) return RuntimeError(*encoder + kHint);
+  return Status::Ok();
+}
+
+// Writes the avatar package and the speech into `work`; with `random_seed` also seeded
+// random-weight models into the package's models/ (without: the render is given the
+// trained models' paths).
 Status make_demo_inputs(const std::string& work, const render::DemoPackageOptions& pkg,
-                        const std::string& text, int seed, std::string* package_dir,
-                        std::string* speech) {
+                        const std::string& text, std::optional<int> random_seed,
+                        std::string* package_dir, std::string* speech) {
   *package_dir = (fs::path(work) / "package").string();
   *speech = (fs::path(work) / "speech.wav").string();
   auto t0 = std::chrono::steady_clock::now();
@@ -93,7 +116,11 @@ Status make_demo_inputs(const std::string& work, const render::DemoPackageOption
   TR_RETURN_IF_ERROR(render::write_demo_package(*package_dir, pkg));
   std::fprintf(stderr, "demo: speech with espeak-ng ...  (%.1f s)\n", since());
   TR_RETURN_IF_ERROR(run_program({"espeak-ng", "-s", "150", "-w", *speech, text}));
-  const std::string tool = find_export_tool();
+  if (!random_seed) {
+    std::fprintf(stderr, "demo: inputs ready (%.1f s)\n", since());
+    return Status::Ok();
+  }
+  const std::string tool = find_in_source_tree("tools/export_models.py");
   if (tool.empty()) {
     return RuntimeError(
         "tools/export_models.py not found (run from the source tree or set "
@@ -104,7 +131,7 @@ Status make_demo_inputs(const std::string& work, const render::DemoPackageOption
                since());
   TR_RETURN_IF_ERROR(
       run_program({"/usr/bin/python3", tool, "--out", models, "--models", "gen320-ave,encoder",
-                   "--no-goldens", "--seed", std::to_string(seed)}));
+                   "--no-goldens", "--seed", std::to_string(*random_seed)}));
   std::error_code ec;
   fs::rename(fs::path(models) / "gen320-ave.onnx", fs::path(models) / "generator.onnx", ec);
   if (!ec) {
@@ -120,17 +147,19 @@ Status make_demo_inputs(const std::string& work, const render::DemoPackageOption
 int cmd_demo(int argc, char** argv) {
   render::RenderJobOptions o;
   render::DemoPackageOptions pkg;
-  std::string text = kDefaultText, workdir, report_json;
+  std::string text = kDefaultText, workdir, report_json, avatar_only;
   int seed = 1234;
-  bool json = false, verbose = false;
+  bool json = false, verbose = false, random_weights = false;
   o.out_path = "demo.mp4";
   CLI::App app{
-      "Make a synthetic avatar package (a drawn head, gently moving), speech with espeak-ng "
-      "and seeded random-weight models (generator 320-ave + audio encoder, via "
-      "/usr/bin/python3 tools/export_models.py), then render them to an MP4 and print the "
-      "report. Needs no data or trained weights.\n"
-      "NOTE: untrained (random) weights draw a flat mouth box: the demo shows the engine "
-      "(timing, compositing, audio sync), not lip-sync quality.",
+      "Make a synthetic avatar package (a drawn head, gently moving) and speech with "
+      "espeak-ng, then render them with the project's own small trained model (models/demo: "
+      "generator 160-ave + audio encoder, trained on this avatar and espeak-ng speech by "
+      "tools/train_demo.py; see models/demo/README.md) to an MP4 and print the report. Needs "
+      "no data.\n"
+      "--random-weights renders with seeded random-weight models instead (generator 320-ave "
+      "+ audio encoder, via /usr/bin/python3 tools/export_models.py): they draw a flat mouth "
+      "box, showing the engine (timing, compositing, audio sync) but no lip sync.",
       "talkrender demo"};
   app.add_option("--out,-o", o.out_path,
                  "output (default demo.mp4); DIR/ or NAME_%06d.png for an image sequence, as "
@@ -142,9 +171,17 @@ int cmd_demo(int argc, char** argv) {
   app.add_option("--text", text, "what the avatar says");
   app.add_option("--frames", o.frames, "render only the first N frames");
   app.add_option("--workdir", workdir,
-                 "keep the package, speech and models in this folder (default: a temporary "
-                 "folder, removed at the end)");
-  app.add_option("--seed", seed, "model seed (default 1234)");
+                 "keep the package and speech (with --random-weights: and the models) in this "
+                 "folder (default: a temporary folder, removed at the end)");
+  app.add_flag("--random-weights", random_weights,
+               "render with seeded random-weight models (tools/export_models.py) instead of "
+               "the trained models/demo");
+  app.add_option("--seed", seed,
+                 "model seed for --random-weights (default 1234); without it irrelevant");
+  app.add_option("--avatar-only", avatar_only,
+                 "only write the synthetic avatar package (--avatar-frames) to DIR (must not "
+                 "exist or be empty) and exit: no speech, models or render")
+      ->type_name("DIR");
   app.add_option("--batch", o.batch, "frames per inference batch");
   app.add_option("--workers", o.workers, "compositing threads (default 2)");
   app.add_option("--threads", o.threads, "runtime threads (default 0 = one per core)");
@@ -153,6 +190,14 @@ int cmd_demo(int argc, char** argv) {
   add_verbose_flag(app, &verbose);
   if (int rc = parse_args(app, argc, argv); rc >= 0) return rc;
   apply_verbose(verbose);
+  if (!avatar_only.empty()) {
+    if (Status s = render::write_demo_package(avatar_only, pkg); !s.ok()) {
+      return report_error(app, s.error());
+    }
+    std::fprintf(stderr, "demo: %d-frame %dx%d avatar package written to %s\n", pkg.frames,
+                 pkg.width, pkg.height, avatar_only.c_str());
+    return 0;
+  }
   // The outputs are checked before the inputs are made (seconds of work); the render
   // checks the rest again.
   auto target = render::resolve_output(o.out_path, o.image_format);
@@ -162,6 +207,11 @@ int cmd_demo(int argc, char** argv) {
   }
   if (!report_json.empty()) {
     if (Status s = check_can_create_in(parent_dir_of(report_json), report_json); !s.ok()) {
+      return report_error(app, s.error());
+    }
+  }
+  if (!random_weights) {
+    if (Status s = find_demo_models(&o.generator_path, &o.audio_encoder_path); !s.ok()) {
       return report_error(app, s.error());
     }
   }
@@ -190,8 +240,14 @@ int cmd_demo(int argc, char** argv) {
   };
 
   std::string package_dir, speech;
-  Status s = make_demo_inputs(workdir, pkg, text, seed, &package_dir, &speech);
+  Status s =
+      make_demo_inputs(workdir, pkg, text, random_weights ? std::optional<int>(seed) : std::nullopt,
+                       &package_dir, &speech);
   if (!s.ok()) return fail(s.error());
+  if (!random_weights) {
+    std::fprintf(stderr, "demo: trained models %s, %s\n", o.generator_path.c_str(),
+                 o.audio_encoder_path.c_str());
+  }
   o.package_dir = package_dir;
   o.audio_path = speech;
   o.progress = ::isatty(STDERR_FILENO);
@@ -207,7 +263,11 @@ int cmd_demo(int argc, char** argv) {
       return 3;
     }
   }
-  if (keep) std::fprintf(stderr, "demo: package, speech and models kept in %s\n", workdir.c_str());
+  if (keep) {
+    std::fprintf(stderr, "demo: %s kept in %s\n",
+                 random_weights ? "package, speech and models" : "package and speech",
+                 workdir.c_str());
+  }
   return 0;
 }
 

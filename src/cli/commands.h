@@ -19,5 +19,6 @@ int cmd_sync_check(int argc, char** argv);
 int cmd_worker(int argc, char** argv);
 int cmd_submit(int argc, char** argv);
 int cmd_jobs(int argc, char** argv);
+int cmd_serve(int argc, char** argv);
 
 }  // namespace tr::cli

@@ -26,7 +26,7 @@ constexpr Command kCommands[] = {
     {"render", "render an avatar package + speech to MP4 or an image sequence",
      tr::cli::cmd_render},
     {"inspect", "describe an avatar package: frames, size, rects, models", tr::cli::cmd_inspect},
-    {"demo", "make a synthetic package with seeded models and render it (no data needed)",
+    {"demo", "render a synthetic avatar with the small trained demo model (no data needed)",
      tr::cli::cmd_demo},
     {"bench", "pipeline benchmark: the batch x workers table", tr::cli::cmd_bench},
     {"infer", "run an ONNX model on .npy inputs", tr::cli::cmd_infer},
@@ -41,6 +41,8 @@ constexpr Command kCommands[] = {
     {"worker", "render farm worker: render jobs from a Redis stream", tr::cli::cmd_worker},
     {"submit", "put a render job on the farm's Redis stream", tr::cli::cmd_submit},
     {"jobs", "list the farm's pending, running, done and dead jobs", tr::cli::cmd_jobs},
+    {"serve", "live talking-head sessions over HTTP + WebSocket (docs/serve.md)",
+     tr::cli::cmd_serve},
 };
 
 void usage(FILE* out) {

@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "common/files.h"
-#include "io/av_util.h"
+#include "io/av_encoders.h"
 #include "io/frame_writer.h"
 #include "io/video_reader.h"
 
@@ -199,31 +199,8 @@ class Mp4Writer final : public FrameWriter {
 
   Status write_frame(const cv::Mat& bgr) override {
     if (closed_) return RuntimeError(path_ + ": write after finish/abort");
-    if (bgr.type() != CV_8UC3 || bgr.cols != opts_.width || bgr.rows != opts_.height)
-      return BadInput(path_ + ": frame " + std::to_string(frames_) + " is " +
-                      std::to_string(bgr.cols) + "x" + std::to_string(bgr.rows) +
-                      (bgr.type() == CV_8UC3 ? "" : " (not 8-bit BGR)") + ", expected " +
-                      std::to_string(opts_.width) + "x" + std::to_string(opts_.height) + " BGR");
-    int rc = av_frame_make_writable(yuv_.get());
-    if (rc < 0) return RuntimeError(path_ + ": out of memory");
-    // swscale may read a few bytes past the last row: stage frames that lack the slack.
-    // An odd size is padded to even here by repeating the last column / row. ISOLATED: a
-    // frame that is a view into a larger buffer (decoded frames have spare rows) must not
-    // borrow that buffer's bytes as its border.
-    const cv::Mat* src_mat = &bgr;
-    if (encoded_.width != bgr.cols || encoded_.height != bgr.rows) {
-      cv::copyMakeBorder(bgr, staging_, 0, encoded_.height - bgr.rows, 0, encoded_.width - bgr.cols,
-                         cv::BORDER_REPLICATE | cv::BORDER_ISOLATED);
-      src_mat = &staging_;
-    } else if (!has_padding(bgr, bgr.rows, bgr.cols)) {
-      bgr.copyTo(staging_);
-      src_mat = &staging_;
-    }
-    const uint8_t* src[4] = {src_mat->data, nullptr, nullptr, nullptr};
-    int src_stride[4] = {static_cast<int>(src_mat->step[0]), 0, 0, 0};
-    sws_scale(sws_.get(), src, src_stride, 0, src_mat->rows, yuv_->data, yuv_->linesize);
-    yuv_->pts = frames_;
-    TR_RETURN_IF_ERROR(encode(venc_.get(), vstream_, yuv_.get()));
+    TR_RETURN_IF_ERROR(bgr_.convert(bgr, frames_));
+    TR_RETURN_IF_ERROR(encode(venc_.get(), vstream_, bgr_.frame()));
     ++frames_;
     if (aenc_) TR_RETURN_IF_ERROR(pump_audio(samples_at_frame(frames_), /*final=*/false));
     return Status::Ok();
@@ -255,61 +232,20 @@ class Mp4Writer final : public FrameWriter {
 
  private:
   Status open_video() {
-    const char* encoder = opts_.rgb ? "libx264rgb" : "libx264";
-    const AVCodec* codec = avcodec_find_encoder_by_name(encoder);
-    if (!codec)
-      return RuntimeError(std::string("this FFmpeg build has no ") + encoder + " encoder");
-    const AVPixelFormat pix_fmt = opts_.rgb ? AV_PIX_FMT_BGR24 : AV_PIX_FMT_YUV420P;
-    venc_.reset(avcodec_alloc_context3(codec));
-    if (!venc_) return RuntimeError(path_ + ": out of memory");
-    AVCodecContext* c = venc_.get();
-    c->width = encoded_.width;
-    c->height = encoded_.height;
-    c->pix_fmt = pix_fmt;
-    c->time_base = AVRational{opts_.fps_den, opts_.fps_num};
-    c->framerate = AVRational{opts_.fps_num, opts_.fps_den};
-    // BGR -> YUV below uses swscale's default BT.601 limited-range matrix: tag it so.
-    c->colorspace = opts_.rgb ? AVCOL_SPC_RGB : AVCOL_SPC_BT470BG;
-    c->color_range = opts_.rgb ? AVCOL_RANGE_JPEG : AVCOL_RANGE_MPEG;
-    // Sized to the machine: x264's own default (1.5 threads per core, plus lookahead) on
-    // machines with cores to spare; one thread on 1-2 cores, where the generator already
-    // fills every core and frame threads only add memory (~40 MB at 720p) and latency for
-    // the same CPU per frame (measured: bench_x264_presets, threads 0 vs 1).
-    c->thread_count =
-        opts_.threads > 0 ? opts_.threads : (std::thread::hardware_concurrency() <= 2 ? 1 : 0);
-    if (out_->oformat->flags & AVFMT_GLOBALHEADER) c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    AVDictionary* enc_opts = nullptr;
-    av_dict_set(&enc_opts, "preset", opts_.preset.c_str(), 0);
-    if (opts_.lossless) {
-      av_dict_set_int(&enc_opts, "qp", 0, 0);
-    } else {
-      av_dict_set_int(&enc_opts, "crf", opts_.crf, 0);
-    }
-    int rc = avcodec_open2(c, codec, &enc_opts);
-    av_dict_free(&enc_opts);
-    if (rc < 0)
-      return BadInput(path_ + ": cannot open the H.264 encoder (preset \"" + opts_.preset +
-                      "\"?): " + av::err_str(rc));
-    vstream_ = avformat_new_stream(out_, nullptr);
-    if (!vstream_) return RuntimeError(path_ + ": out of memory");
-    vstream_->time_base = c->time_base;
-    vstream_->avg_frame_rate = c->framerate;
-    rc = avcodec_parameters_from_context(vstream_->codecpar, c);
-    if (rc < 0) return RuntimeError(path_ + ": " + av::err_str(rc));
-
-    yuv_.reset(av_frame_alloc());
-    if (!yuv_) return RuntimeError(path_ + ": out of memory");
-    yuv_->format = pix_fmt;
-    yuv_->width = encoded_.width;
-    yuv_->height = encoded_.height;
-    yuv_->colorspace = c->colorspace;
-    yuv_->color_range = c->color_range;
-    if (av_frame_get_buffer(yuv_.get(), 0) < 0) return RuntimeError(path_ + ": out of memory");
-    sws_.reset(sws_getContext(encoded_.width, encoded_.height, AV_PIX_FMT_BGR24, encoded_.width,
-                              encoded_.height, pix_fmt, SWS_BICUBIC, nullptr, nullptr, nullptr));
-    if (!sws_) return RuntimeError(path_ + ": cannot set up BGR -> YUV conversion");
-    staging_ = allocate_bgr_frame(encoded_.height, encoded_.width);
-    return Status::Ok();
+    av::H264Config cfg;
+    cfg.width = encoded_.width;
+    cfg.height = encoded_.height;
+    cfg.fps_num = opts_.fps_num;
+    cfg.fps_den = opts_.fps_den;
+    cfg.crf = opts_.crf;
+    cfg.rgb = opts_.rgb;
+    cfg.lossless = opts_.lossless;
+    cfg.preset = opts_.preset;
+    cfg.threads = opts_.threads;
+    cfg.global_header = out_->oformat->flags & AVFMT_GLOBALHEADER;
+    TR_ASSIGN_OR_RETURN(venc_, av::open_h264_encoder(cfg, path_));
+    TR_ASSIGN_OR_RETURN(vstream_, av::add_stream(out_, venc_.get(), path_));
+    return bgr_.init(venc_.get(), opts_.width, opts_.height, path_);
   }
 
   Status open_audio() {
@@ -338,22 +274,11 @@ class Mp4Writer final : public FrameWriter {
       if (*r == in_rate) rate = in_rate;
     int channels = in_channels == 1 ? 1 : 2;
 
-    aenc_.reset(avcodec_alloc_context3(codec));
-    if (!aenc_) return RuntimeError(path_ + ": out of memory");
+    TR_ASSIGN_OR_RETURN(aenc_,
+                        av::open_aac_encoder(rate, channels, opts_.audio_bitrate,
+                                             out_->oformat->flags & AVFMT_GLOBALHEADER, path_));
     AVCodecContext* c = aenc_.get();
-    c->sample_fmt = AV_SAMPLE_FMT_FLTP;
-    c->sample_rate = rate;
-    av_channel_layout_default(&c->ch_layout, channels);
-    c->bit_rate = opts_.audio_bitrate;
-    c->time_base = AVRational{1, rate};
-    if (out_->oformat->flags & AVFMT_GLOBALHEADER) c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    int rc = avcodec_open2(c, codec, nullptr);
-    if (rc < 0) return RuntimeError(path_ + ": cannot open the AAC encoder: " + av::err_str(rc));
-    astream_ = avformat_new_stream(out_, nullptr);
-    if (!astream_) return RuntimeError(path_ + ": out of memory");
-    astream_->time_base = c->time_base;
-    rc = avcodec_parameters_from_context(astream_->codecpar, c);
-    if (rc < 0) return RuntimeError(path_ + ": " + av::err_str(rc));
+    TR_ASSIGN_OR_RETURN(astream_, av::add_stream(out_, c, path_));
 
     audio_ = std::make_unique<AudioSource>();
     audio_->set_output(channels, c->sample_fmt);
@@ -404,17 +329,16 @@ class Mp4Writer final : public FrameWriter {
 
   // Sends a frame (or nullptr to flush) and muxes every packet that comes out.
   Status encode(AVCodecContext* enc, AVStream* st, const AVFrame* frame) {
-    int rc = avcodec_send_frame(enc, frame);
-    if (rc < 0) return RuntimeError(path_ + ": encoding failed: " + av::err_str(rc));
-    for (;;) {
-      rc = avcodec_receive_packet(enc, pkt_.get());
-      if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return Status::Ok();
-      if (rc < 0) return RuntimeError(path_ + ": encoding failed: " + av::err_str(rc));
-      av_packet_rescale_ts(pkt_.get(), enc->time_base, st->time_base);
-      pkt_->stream_index = st->index;
-      rc = av_interleaved_write_frame(out_, pkt_.get());
-      if (rc < 0) return RuntimeError(tmp_path_ + ": write failed: " + av::err_str(rc));
-    }
+    return av::encode(
+        enc, frame, pkt_.get(),
+        [&](AVPacket* pkt) -> Status {
+          av_packet_rescale_ts(pkt, enc->time_base, st->time_base);
+          pkt->stream_index = st->index;
+          int rc = av_interleaved_write_frame(out_, pkt);
+          if (rc < 0) return RuntimeError(tmp_path_ + ": write failed: " + av::err_str(rc));
+          return Status::Ok();
+        },
+        path_);
   }
 
   Status finish_impl() {
@@ -496,9 +420,8 @@ class Mp4Writer final : public FrameWriter {
   av::CodecCtxPtr venc_, aenc_;
   AVStream* vstream_ = nullptr;
   AVStream* astream_ = nullptr;
-  av::FramePtr yuv_, aframe_;
-  av::SwsPtr sws_;
-  cv::Mat staging_;  // padded copy of frames that have no slack after their last row
+  av::FramePtr aframe_;
+  av::BgrConverter bgr_;
   av::PacketPtr pkt_{av_packet_alloc()};
   std::unique_ptr<AudioSource> audio_;
   int64_t frames_ = 0;

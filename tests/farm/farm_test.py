@@ -67,8 +67,9 @@ def fixture():
         work = root + ".work"
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(work)
-        r = subprocess.run([BIN, "demo", "--workdir", work, "--avatar-frames", "8", "--frames",
-                            "1", "--out", os.path.join(work, "demo.mp4"), "--overwrite"],
+        r = subprocess.run([BIN, "demo", "--random-weights", "--workdir", work,
+                            "--avatar-frames", "8", "--frames", "1", "--out",
+                            os.path.join(work, "demo.mp4"), "--overwrite"],
                            capture_output=True, text=True)
         assert r.returncode == 0, f"talkrender demo failed: {r.stderr}"
         os.makedirs(os.path.join(root, "avatars"))

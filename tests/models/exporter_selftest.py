@@ -9,6 +9,7 @@ global outside the allow-list, and the --fixed-batch 1 --opset 11 export of pth2
 Exit 0 passed, 1 failed, 77 skipped (no torch in this python).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -87,9 +88,18 @@ def check_ultralight(tmp, np, torch, model_arch):
         params = model_arch.count_parameters(model) / 1e6
         check(round(params, 3) == counts[name], '%s: %.3f M parameters (contract %.3f M)' %
               (name, params, counts[name]))
-    expect_usage_error(['--out', os.path.join(tmp, 'w'), '--models', 'gen160-hubert',
-                        '--widths', '16,32,64,128,256'], 'gen160-hubert',
-                       '--widths on a SyncTalk_2D model')
+    expect_usage_error(['--out', os.path.join(tmp, 'w'), '--models', 'gen160-wenet',
+                        '--widths', '16,32,64,128,256'], 'gen160-wenet',
+                       '--widths on a SyncTalk_2D wenet model (its input is tied to c3)')
+    # ave/hubert generators and the encoder take widths (the demo's small model is one).
+    for name, want in (('gen160-ave', 797215), ('encoder', 227392)):
+        rc, _, err = export('--out', os.path.join(tmp, 'narrow'), '--models', name, '--widths',
+                            '8,16,32,64,128', '--no-goldens')
+        info = (json.load(open(os.path.join(tmp, 'narrow', name + '.json'))) if rc == 0 else {})
+        check(rc == 0 and info.get('widths') == [8, 16, 32, 64, 128] and
+              info.get('parameters') == want,
+              '%s --widths 8,16,32,64,128 exports %d parameters (got exit %d, %s; %s)' %
+              (name, want, rc, info.get('parameters'), err.strip()[-200:]))
     expect_usage_error(['--out', os.path.join(tmp, 'w'), '--models', 'ul-hubert',
                         '--widths', '16,32,64'], '--widths', '--widths with three values')
 
