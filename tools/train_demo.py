@@ -11,7 +11,8 @@ the mel spectrogram, so it learns audio -> mouth; the mouth is never one of its 
     /usr/bin/python3 tools/train_demo.py --talkrender build/talkrender --out models/demo
 
 writes generator.onnx, audio_encoder.onnx, train_log.txt and README.md into --out.
-Seeded and single-process: the same command on the same software gives the same model.
+Seeded (numpy, torch; deterministic algorithms on). That a rerun is bit-identical has not
+been checked; what is checked is that a run from scratch passes the sync tests (issue 17).
 """
 import argparse
 import json
