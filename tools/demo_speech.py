@@ -9,7 +9,6 @@ for o/u, open for a) are the shape a speaker makes, timed by the synthesiser tha
 sound, so the model must learn which sounds close the lips (a loud "m" closes them).
 """
 import ctypes
-import math
 
 import numpy as np
 
@@ -277,9 +276,3 @@ def envelope_correlation(samples_16k, track_open, fps=25, rate=TARGET_RATE):
 def lead_silence(rng, low=0.1, high=0.8):
     return float(low + (high - low) * rng.rand())
 
-
-def frames_for(n_samples_16k):
-    """Rendered frames for a speech of that many 16 kHz samples (contract section 4: n + 2
-    with n = floor((T - 16) / 80 * 25) + 2, T = 1 + samples // 200 mel columns)."""
-    T = 1 + n_samples_16k // 200
-    return int(math.floor((T - 16) / 80.0 * 25.0)) + 2 + 2
