@@ -112,9 +112,20 @@ async def run(args):
             if not send_task.done():
                 send_task.cancel()
             if not ws.closed:
+                # Ask the server to close, then keep what it still sends (the encoders'
+                # last fragment: audio to the end) until its close frame arrives.
                 try:
                     await ws.send_str(json.dumps({"type": "close"}))
-                except ConnectionError:
+                    until = time.monotonic() + 5
+                    while time.monotonic() < until:
+                        msg = await asyncio.wait_for(ws.receive(), until - time.monotonic())
+                        if msg.type == aiohttp.WSMsgType.BINARY:
+                            chunks.append(msg.data)
+                        elif msg.type == aiohttp.WSMsgType.TEXT:
+                            texts.append(msg.data)
+                        else:
+                            break
+                except (ConnectionError, asyncio.TimeoutError):
                     pass
                 await ws.close()
     if not chunks:

@@ -57,6 +57,10 @@ int cmd_serve(int argc, char** argv) {
   app.add_option("--max-sessions", so.max_sessions,
                  "cap on the sessions held at full fps (default 0: the measured admission "
                  "limit alone)");
+  app.add_option("--headroom", so.headroom,
+                 "share of the machine the admission limit promises: sessions = floor(headroom / "
+                 "a session's measured share; see docs/serve.md) (default 0.6; above 1 "
+                 "overcommits: frames come late)");
   app.add_option("--batch", so.batch,
                  "max frames per inference batch across sessions (default 0: from the "
                  "measurement)");
@@ -97,6 +101,9 @@ int cmd_serve(int argc, char** argv) {
   }
   if (so.max_sessions < 0) return report_error(app, BadInput("--max-sessions must be >= 0"));
   if (so.batch < 0) return report_error(app, BadInput("--batch must be >= 0"));
+  if (!(so.headroom >= 0.05 && so.headroom <= 4)) {
+    return report_error(app, BadInput("--headroom must be in [0.05, 4]"));
+  }
   if (so.threads < 0) return report_error(app, BadInput("--threads must be >= 0"));
   if (!(so.idle_timeout_s > 0 && so.idle_timeout_s <= 86400))
     return report_error(app, BadInput("--idle-timeout must be 0 .. 86400 seconds (not 0)"));

@@ -296,6 +296,12 @@ void Batcher::infer_and_deliver(std::vector<Pending>& batch) {
   stats_.frames_inferred += n;
   stats_.infer_ms_sum += ms;
   stats_.infer_ms_last = ms;
+  if (stats_.infer_ms_recent.size() < BatcherStats::kRecentInferCalls) {
+    stats_.infer_ms_recent.push_back(ms);
+  } else {
+    stats_.infer_ms_recent[static_cast<size_t>(stats_.batches) % BatcherStats::kRecentInferCalls] =
+        ms;
+  }
   // The running estimate of one predict call for the launch policy (EMA, weight 1/4).
   estimate_ms_ = estimate_ms_ <= 0 ? ms : 0.75 * estimate_ms_ + 0.25 * ms;
   lk.unlock();
@@ -360,6 +366,14 @@ std::string to_prometheus(const BatcherStats& s, const std::string& p) {
   metric("inference_ms_last", "gauge", "Duration of the last predict call (ms).", s.infer_ms_last);
   o += fmt::format(
       "# HELP {}inference_ms Time inside predict (ms).\n# TYPE {}inference_ms summary\n", p, p);
+  std::vector<double> recent = s.infer_ms_recent;
+  std::sort(recent.begin(), recent.end());
+  for (double q : {0.5, 0.9, 0.99}) {
+    // Nearest rank; NaN (as Prometheus writes it) before the first call.
+    const size_t rank = std::min(recent.size() - 1, static_cast<size_t>(q * recent.size()));
+    const std::string v = recent.empty() ? "NaN" : fmt::format("{:.3f}", recent[rank]);
+    o += fmt::format("{}inference_ms{{quantile=\"{}\"}} {}\n", p, q, v);
+  }
   o += fmt::format("{}inference_ms_sum {}\n{}inference_ms_count {}\n", p, s.infer_ms_sum, p,
                    s.batches);
   o += fmt::format("# HELP {}batch_size Frames per predict call.\n# TYPE {}batch_size histogram\n",
@@ -426,12 +440,16 @@ Result<ThroughputProfile> measure_throughput(render::Predictor& predictor, int s
   return profile;
 }
 
-int admission_limit(double frames_per_s_at_best_batch, int fps, double headroom) {
+int admission_limit(double frames_per_s_at_best_batch, int fps, double headroom,
+                    double session_cpu_ms_per_frame, int cores) {
   if (!(frames_per_s_at_best_batch > 0) || !std::isfinite(frames_per_s_at_best_batch) || fps <= 0 ||
-      !(headroom > 0) || !std::isfinite(headroom))
+      !(headroom > 0) || !std::isfinite(headroom) || !(session_cpu_ms_per_frame >= 0) ||
+      !std::isfinite(session_cpu_ms_per_frame) || cores < 1)
     return 0;
+  const double share =
+      fps / frames_per_s_at_best_batch + fps * session_cpu_ms_per_frame / (1000.0 * cores);
   // The epsilon keeps exact quotients (0.8 * 250 / 25 = 8) from rounding down to 7.
-  const double sessions = std::floor(headroom * frames_per_s_at_best_batch / fps + 1e-9);
+  const double sessions = std::floor(headroom / share + 1e-9);
   return sessions >= INT_MAX ? INT_MAX : static_cast<int>(sessions);
 }
 

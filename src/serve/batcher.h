@@ -110,6 +110,10 @@ struct BatcherStats {
   int64_t frames_inferred = 0;       // frames that went through predict (incl. discarded)
   double infer_ms_sum = 0;           // time inside predict, over `batches` calls
   double infer_ms_last = 0;
+  // The last kRecentInferCalls predict times (a ring; its order does not matter): the
+  // summary's quantiles are over this window, so they follow the current load.
+  static constexpr size_t kRecentInferCalls = 1024;
+  std::vector<double> infer_ms_recent;
   double batch_estimate_ms = 0;  // the running estimate the launch policy uses
   int64_t queue_depth = 0;       // requests pending now
   int64_t in_flight = 0;         // requests in the batch running now
@@ -122,7 +126,8 @@ struct BatcherStats {
 };
 
 // Prometheus text exposition of `s`, every name prefixed with `prefix` (e.g.
-// "talkrender_serve_"): counters, gauges and the batch size histogram (le = 1..max_batch).
+// "talkrender_serve_"): counters, gauges, the inference time summary (quantiles 0.5, 0.9,
+// 0.99 over the last kRecentInferCalls calls) and the batch size histogram (le = 1..max_batch).
 std::string to_prometheus(const BatcherStats& s, const std::string& prefix);
 
 class Batcher {
@@ -238,15 +243,22 @@ Result<ThroughputProfile> measure_throughput(render::Predictor& predictor, int s
                                              std::chrono::milliseconds per_batch,
                                              int min_calls = 2);
 
-// The sessions a predictor serving F = frames_per_s_at_best_batch frames/s can hold when
-// each session needs `fps` frames/s, keeping (1 - headroom) of F spare for jitter, idle
-// bursts and the host's other work:
-//     sessions = floor(headroom * F / fps)
-// e.g. F = 400 frames/s at the best batch, fps = 25, headroom = 0.8 -> floor(12.8) = 12.
-// Returns 0 when any argument is not positive and finite (headroom above 1 is allowed but
-// overcommits). Take F from measure_throughput at a batch size whose ms_per_batch fits
-// the latency budget: under load pending requests pile up until batches reach that size,
-// so the best batch's throughput, not batch 1's, is what bounds the sessions.
-int admission_limit(double frames_per_s_at_best_batch, int fps, double headroom);
+// The sessions a machine can hold at full fps: the generator serving F =
+// frames_per_s_at_best_batch frames/s with all its threads, each session needing `fps`
+// frames/s of it plus C = session_cpu_ms_per_frame of CPU per frame on its own thread
+// (measure_session_cost) out of `cores` cores, keeping (1 - headroom) of the machine spare
+// for jitter, idle bursts and the host's other work:
+//     sessions = floor(headroom / (fps / F + fps * C / (1000 * cores)))
+// Each term is the share of the whole machine a session takes: fps / F of the generator's
+// time (it uses every core), fps * C ms of CPU per second out of 1000 * cores.
+// e.g. F = 400 frames/s, fps = 25, headroom = 0.8, C = 0 -> floor(12.8) = 12; with
+// C = 20 ms on 2 cores -> floor(0.8 / (0.0625 + 0.25)) = 2.
+// Returns 0 when F, fps or headroom is not positive and finite, or C is negative or not
+// finite, or cores < 1 (headroom above 1 is allowed but overcommits). Take F from
+// measure_throughput at a batch size whose ms_per_batch fits the latency budget: under
+// load pending requests pile up until batches reach that size, so the best batch's
+// throughput, not batch 1's, is what bounds the sessions.
+int admission_limit(double frames_per_s_at_best_batch, int fps, double headroom,
+                    double session_cpu_ms_per_frame = 0, int cores = 1);
 
 }  // namespace tr::serve

@@ -363,7 +363,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         res->result(mp4.error().kind == ErrorKind::kBadInput ? http::status::bad_request
                                                              : http::status::internal_server_error);
         res->set(http::field::content_type, "application/json");
-        res->body() = error_json(mp4.error().message);
+        // The upload's temporary name means nothing to the client: name the request.
+        std::string message = mp4.error().message;
+        for (size_t at; !path.empty() && (at = message.find(path)) != std::string::npos;)
+          message.replace(at, path.size(), "the request body");
+        res->body() = error_json(message);
       }
       res->prepare_payload();
       auto* srv = self->srv_;

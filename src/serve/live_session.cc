@@ -2,6 +2,7 @@
 #include "serve/live_session.h"
 
 #include <fmt/format.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,13 +17,20 @@
 namespace tr::serve {
 
 namespace {
-constexpr int kAudioLookaheadSamples = 7240;  // audio/audio.h: window i needs 640 i + 7240
-constexpr int kBatchMarginFrames = 2;         // one batch of inference + batch_wait
-constexpr double kStallS = 1.0;               // stalled audio ends the utterance
-constexpr int kFeedFrames = 4;                // audio fed to the front-end per step
-constexpr int kEncoderBatch = 4;              // encoder windows per call
+constexpr int kAudioLookaheadSamples = 7240;          // audio/audio.h: window i needs 640 i + 7240
+constexpr int kBatchMarginFrames = 2;                 // one batch of inference + batch_wait
+constexpr double kStallS = 1.0;                       // stalled audio ends the utterance
+constexpr int kFeedFrames = 4;                        // audio fed to the front-end per step
+constexpr int kEncoderBatch = 1;                      // encoder windows per call (see the header)
+constexpr int64_t kTrimSamples = audio::kSampleRate;  // drop used PCM in 1 s steps
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+double process_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return 1e3 * static_cast<double>(ts.tv_sec) + 1e-6 * static_cast<double>(ts.tv_nsec);
+}
 }  // namespace
 
 int lookahead_frames(int fps) {
@@ -31,9 +39,75 @@ int lookahead_frames(int fps) {
   return (kAudioLookaheadSamples + n - 1) / n + 1 + (kEncoderBatch - 1) + kBatchMarginFrames;
 }
 
+Result<SessionCost> measure_session_cost(const Avatar& avatar, StreamFormat format, int frames) {
+  const ModelEntry& m = *avatar.model;
+  const render::AvatarFrames& av = *avatar.live.frames;
+  if (frames < 1 || av.count() < 1) return BadInput("serve: measure_session_cost: no frames");
+  const int fps = m.family.fps, n = audio::kSampleRate / fps, size = m.prep.size;
+  audio::FeatureOptions fo;
+  fo.batch = kEncoderBatch;
+  fo.repeat_ends = m.family.pad_rows;
+  TR_ASSIGN_OR_RETURN(auto fe, audio::StreamingFrontEnd::create(m.encoder, fo));
+  std::unique_ptr<io::Fmp4Stream> fmp4;
+  if (format == StreamFormat::kFmp4) {
+    io::Fmp4Options o;
+    o.width = avatar.live.width;
+    o.height = avatar.live.height;
+    o.fps_num = fps;
+    o.threads = 1;  // as a session's
+    o.audio_rate = audio::kSampleRate;
+    TR_ASSIGN_OR_RETURN(
+        fmp4, io::Fmp4Stream::create(o, [](const uint8_t*, size_t, bool) { return Status::Ok(); }));
+  }
+  Tensor input = Tensor::f32({6, size, size});
+  std::vector<float> prediction(static_cast<size_t>(3) * size * size, 0.5f);
+  std::vector<int16_t> pcm(static_cast<size_t>(n));
+  std::vector<float> samples(static_cast<size_t>(n));
+  std::vector<uchar> jpeg;
+  cv::Mat canvas;
+  audio::StreamOutput out;
+  const int warmup = std::min(frames, 2 * kEncoderBatch);
+  double cpu0 = 0;
+  Clock::time_point wall0;
+  for (int i = 0; i < warmup + frames; ++i) {
+    if (i == warmup) {
+      cpu0 = process_cpu_ms();
+      wall0 = Clock::now();
+    }
+    // A voiced 150 Hz signal with a syllable-rate envelope.
+    for (int k = 0; k < n; ++k) {
+      const double t = static_cast<double>(i * n + k) / audio::kSampleRate;
+      const double v =
+          0.3 * std::sin(6.2831853 * 150 * t) * (0.6 + 0.4 * std::sin(6.2831853 * 4 * t));
+      samples[k] = static_cast<float>(v);
+      pcm[k] = static_cast<int16_t>(v * 32767);
+    }
+    TR_RETURN_IF_ERROR(fe->push(samples.data(), samples.size(), &out));
+    out.clear();
+    const int f = i % av.count();
+    cv::Mat crop = render::make_crop(av.full[f], av.rects[f], m.prep);
+    render::fill_generator_input(crop, m.prep, input.data<float>());
+    cv::Mat frame = av.full[f].clone();
+    render::paste_prediction(av.rects[f], crop, prediction.data(), m.prep, &canvas, &frame);
+    if (fmp4) {
+      TR_RETURN_IF_ERROR(fmp4->write_audio(pcm.data(), pcm.size()));
+      TR_RETURN_IF_ERROR(fmp4->write_frame(frame));
+    } else if (!cv::imencode(".jpg", frame, jpeg, {cv::IMWRITE_JPEG_QUALITY, 85})) {
+      return RuntimeError("JPEG encoding failed");
+    }
+  }
+  SessionCost c;
+  c.cpu_ms_per_frame = (process_cpu_ms() - cpu0) / frames;
+  c.wall_ms_per_frame = 1e3 * seconds(Clock::now() - wall0) / frames;
+  return c;
+}
+
 struct LiveSession::Utterance {
   std::unique_ptr<audio::StreamingFrontEnd> fe;
+  // The utterance's PCM from sample `pcm_base` on: samples both fed and sent are dropped
+  // (trim), so a long utterance (a stream that never says speak-end) keeps O(1) memory.
   std::vector<int16_t> pcm;
+  int64_t pcm_base = 0;
   int64_t pcm_sent = 0;        // samples sent
   int64_t fed = 0;             // samples given to the front-end
   bool end_requested = false;  // speak-end: finish once everything is fed
@@ -46,8 +120,16 @@ struct LiveSession::Utterance {
   int64_t start = -1;  // output index of speech frame 0 (set when it becomes the head)
   Clock::time_point last_audio;
 
+  int64_t pcm_end() const { return pcm_base + static_cast<int64_t>(pcm.size()); }
+  const int16_t* sample(int64_t s) const { return pcm.data() + (s - pcm_base); }
+  void trim() {
+    const int64_t done = std::min(fed, pcm_sent) - pcm_base;
+    if (done < kTrimSamples) return;
+    pcm.erase(pcm.begin(), pcm.begin() + done);
+    pcm_base += done;
+  }
   int64_t total_frames(int n) const {
-    const int64_t pcm_frames = (static_cast<int64_t>(pcm.size()) + n - 1) / n;
+    const int64_t pcm_frames = (pcm_end() + n - 1) / n;
     return std::max(windows_total, pcm_frames);
   }
   void take(audio::StreamOutput& out) {
@@ -132,7 +214,8 @@ Status LiveSession::attach(SendFn send) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closing_ || done_) return BadInput(fmt::format("session {} is closed", opt_.id));
-    if (attached_) return BadInput(fmt::format("session {} already has a client", opt_.id));
+    // A runtime error, not bad input: the session exists (HTTP 409, not 404).
+    if (attached_) return RuntimeError(fmt::format("session {} already has a client", opt_.id));
     send_ = std::move(send);
     attached_ = true;
   }
@@ -163,7 +246,7 @@ Status LiveSession::push_audio(const int16_t* pcm, size_t samples) {
 
 Status LiveSession::control(const std::string& type) {
   if (type == "close") {
-    request_close(false);
+    request_close(true);  // the client asked: flush the stream and say goodbye
     return Status::Ok();
   }
   if (type != "speak-end" && type != "interrupt") {
@@ -212,7 +295,7 @@ Clock::time_point LiveSession::due(int64_t i) const {
 void LiveSession::interrupt_now() {
   batcher_->cancel(bid_);  // no callback for earlier requests after this returns
   int64_t unsent = 0;
-  for (const auto& u : utterances_) unsent += static_cast<int64_t>(u->pcm.size()) - u->pcm_sent;
+  for (const auto& u : utterances_) unsent += u->pcm_end() - u->pcm_sent;
   utterances_.clear();
   std::lock_guard<std::mutex> lock(mu_);
   results_.clear();
@@ -258,9 +341,17 @@ void LiveSession::process_events() {
     u->pcm.insert(u->pcm.end(), e.pcm.begin(), e.pcm.end());
   }
   feed();
-  if (!utterances_.empty() && utterances_.front()->start < 0) {
-    Utterance& h = *utterances_.front();
-    h.start = std::max(next_frame_, h.arrival_frame + lookahead_);
+  // Starts: the head's when it becomes the head; a later utterance's as soon as the one
+  // before it has finished (its length is then known). Fixing it then lets its windows go
+  // to the batcher ahead of their frames; fixed only when it became the head, its first
+  // frame would be due at once when it was queued behind the previous one (back-to-back
+  // speech came a few frames late).
+  int64_t free_from = next_frame_;  // the first output frame no earlier utterance takes
+  for (auto& up : utterances_) {
+    Utterance& u = *up;
+    if (u.start < 0) u.start = std::max(free_from, u.arrival_frame + lookahead_);
+    if (!u.finished) break;
+    free_from = std::max(free_from, u.start + u.total_frames(samples_per_frame_));
   }
 }
 
@@ -271,10 +362,11 @@ void LiveSession::feed() {
   for (auto& up : utterances_) {
     Utterance& u = *up;
     if (u.finished) continue;
-    const int64_t n = std::min<int64_t>(chunk, static_cast<int64_t>(u.pcm.size()) - u.fed);
+    const int64_t n = std::min<int64_t>(chunk, u.pcm_end() - u.fed);
     if (n > 0) {
       std::vector<float> f(static_cast<size_t>(n));
-      for (int64_t k = 0; k < n; ++k) f[k] = static_cast<float>(u.pcm[u.fed + k]) / 32768.0f;
+      const int16_t* src = u.sample(u.fed);
+      for (int64_t k = 0; k < n; ++k) f[k] = static_cast<float>(src[k]) / 32768.0f;
       u.fed += n;
       audio::StreamOutput out;
       Status s = u.fe->push(f.data(), f.size(), &out);
@@ -285,14 +377,19 @@ void LiveSession::feed() {
         u.windows_total = u.windows_seen;
       }
     }
-    if (!u.finished && u.end_requested && u.fed == static_cast<int64_t>(u.pcm.size())) u.finish();
+    if (!u.finished && u.end_requested && u.fed == u.pcm_end()) u.finish();
     return;  // one utterance at a time, in order
   }
 }
 
 void LiveSession::submit_windows() {
-  if (utterances_.empty() || utterances_.front()->start < 0) return;
-  Utterance& u = *utterances_.front();
+  for (auto& up : utterances_) {
+    if (up->start < 0) return;
+    if (!submit_windows(*up)) return;
+  }
+}
+
+bool LiveSession::submit_windows(Utterance& u) {
   const render::AvatarFrames& av = *avatar_->live.frames;
   const ModelEntry& m = *avatar_->model;
   const int size = m.prep.size;
@@ -315,12 +412,12 @@ void LiveSession::submit_windows() {
       u.windows.clear();
       u.finished = true;
       u.windows_total = 0;
-      return;
+      return true;
     }
     std::copy(w.data.begin(), w.data.end(), req.audio.data<float>());
     Status s = batcher_->submit(std::move(req));
     if (!s.ok()) {
-      if (s.error().kind == ErrorKind::kRuntime) return;  // busy: retried on the next result
+      if (s.error().kind == ErrorKind::kRuntime) return false;  // busy: retried on the next result
       FrameResult failed;
       failed.frame = o;
       failed.status = s;
@@ -330,6 +427,7 @@ void LiveSession::submit_windows() {
     u.crops[w.frame] = std::move(crop);
     u.windows.pop_front();
   }
+  return true;
 }
 
 void LiveSession::wait_until(Clock::time_point t, bool wake_early) {
@@ -434,9 +532,8 @@ void LiveSession::run() {
         }
         if (!r) {
           const auto now = Clock::now();
-          if (!u->finished && j >= u->windows_seen &&
-              u->fed == static_cast<int64_t>(u->pcm.size()) && seconds(now - due(i)) > kStallS &&
-              seconds(now - u->last_audio) > kStallS) {
+          if (!u->finished && j >= u->windows_seen && u->fed == u->pcm_end() &&
+              seconds(now - due(i)) > kStallS && seconds(now - u->last_audio) > kStallS) {
             u->finish();  // the client's audio stalled without speak-end
             continue;
           }
@@ -457,10 +554,11 @@ void LiveSession::run() {
       }
       pcm.assign(n, 0);
       const int64_t begin = j * n;
-      const int64_t end = std::min<int64_t>(begin + n, static_cast<int64_t>(u->pcm.size()));
+      const int64_t end = std::min<int64_t>(begin + n, u->pcm_end());
       if (end > begin) {
-        std::copy(u->pcm.begin() + begin, u->pcm.begin() + end, pcm.begin());
+        std::copy(u->sample(begin), u->sample(end), pcm.begin());
         u->pcm_sent += end - begin;
+        u->trim();
         std::lock_guard<std::mutex> lock(mu_);
         queued_samples_ -= end - begin;
       }

@@ -16,14 +16,15 @@
 // frames of that are the window's second half, P[j .. j+8), the rest the mel and encoder
 // context), and a result needs one batch of inference on top. When the audio arrives at
 // real time, frame j can therefore not be rendered before ~12 frames after its audio
-// arrived; the audio encoder's batch of 4 windows adds up to 3 frames. The session delays
-// the start of speech by that look-ahead plus a margin of 2 frames for the generator's
-// batch: speech starts lookahead_frames() after the frame at which its first audio
-// arrived (18 frames, 720 ms, at 25 fps); that delay is the talking latency a client
-// sees. Audio sent faster than real time only fills the queue (throttled beyond
-// max_audio_ahead_s). If a result is still missing at its due time (a slow machine, or the
-// client's audio stalled without "speak-end"), the frame waits and is counted late; after
-// 1 s of stalled audio the utterance is ended as by "speak-end".
+// arrived. The audio encoder runs window by window (a batch of 4 would add up to 3 frames
+// of latency for ~1 ms a frame less CPU). The session delays the start of speech by that
+// look-ahead plus a margin of 2 frames for the generator's batch: speech starts
+// lookahead_frames() after the frame at which its first audio arrived (15 frames, 600 ms,
+// at 25 fps); that delay is the talking latency a client sees. Audio sent faster than real
+// time only fills the queue (throttled beyond max_audio_ahead_s). If a result is still
+// missing at its due time (a slow machine, or the client's audio stalled without
+// "speak-end"), the frame waits and is counted late; after 1 s of stalled audio the
+// utterance is ended as by "speak-end".
 #pragma once
 
 #include <atomic>
@@ -57,6 +58,20 @@ struct LiveSessionOptions {
 
 // Frames of look-ahead the session delays speech by at `fps` (see the header comment).
 int lookahead_frames(int fps);
+
+// What one talking session costs the machine per frame outside the shared generator, on
+// its own thread: the audio front-end and encoder, the generator input, the paste and the
+// H.264 + AAC encoding (or JPEG). Admission needs it: on a small machine this work, not
+// inference, is what runs out first (2 cores: the demo model's generator alone would hold
+// 5 sessions, the sessions' own work leaves room for 2). Runs `frames` speech frames of
+// `avatar` (a synthetic voiced signal; the encoders do not care what it says) after a
+// short warm-up, and returns the process CPU milliseconds per frame (CPU, not wall time:
+// the audio encoder's threads count too). Call it before sessions run.
+struct SessionCost {
+  double cpu_ms_per_frame = 0;
+  double wall_ms_per_frame = 0;
+};
+Result<SessionCost> measure_session_cost(const Avatar& avatar, StreamFormat format, int frames);
 
 class LiveSession {
  public:
@@ -95,8 +110,9 @@ class LiveSession {
   Clock::time_point due(int64_t i) const;
   // Session thread: applies queued events, feeds front-ends, submits windows.
   void process_events();
-  void feed();  // gives the front-end the next few frames of queued PCM
-  void submit_windows();
+  void feed();                        // gives the front-end the next few frames of queued PCM
+  void submit_windows();              // of every utterance whose start is fixed, in order
+  bool submit_windows(Utterance& u);  // false: the batcher is busy (retry later)
   void interrupt_now();
   Status send_frame(int64_t i, const cv::Mat& bgr, const std::vector<int16_t>& pcm);
   // Waits (handling events) until `t`, or until woken when `wake_early`.

@@ -3,6 +3,7 @@
 #include "serve/session_manager.h"
 
 #include <fmt/format.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "common/files.h"
 #include "render/render_job.h"
@@ -20,6 +22,17 @@ namespace tr::serve {
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr int kCostFrames = 30;  // speech frames timed for a session's own cost, per trial
+constexpr int kCostTrials = 3;
+
+// The cores this process may run on (its affinity mask, as containers set it).
+int usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return std::max(1u, std::thread::hardware_concurrency());
+}
 
 // 128 random bits, hex: URL-safe and never derived from user input.
 std::string random_id() {
@@ -64,7 +77,29 @@ class SessionManagerImpl final : public SessionManager {
       fmt::print(stderr, "serve: batch {}: {:.1f} ms per call, {:.1f} frames/s\n", p.batch,
                  p.ms_per_batch, p.frames_per_s);
     }
-    limit_ = tr::serve::admission_limit(frames_per_s_, fps_, opt_.headroom);
+    // A session's own work (audio encoder, H.264 + AAC, paste) on the first avatar: on a
+    // small machine it bounds the sessions before the generator does.
+    auto avatar = store_->get(first);
+    if (!avatar.ok()) return Status(avatar.error()).with_context("avatar " + first);
+    // The median of a few trials: one trial can catch the host busy with something else.
+    std::vector<SessionCost> trials;
+    for (int t = 0; t < kCostTrials; ++t) {
+      TR_ASSIGN_OR_RETURN(SessionCost c,
+                          measure_session_cost(**avatar, StreamFormat::kFmp4, kCostFrames));
+      trials.push_back(c);
+    }
+    std::sort(trials.begin(), trials.end(), [](const SessionCost& a, const SessionCost& b) {
+      return a.cpu_ms_per_frame < b.cpu_ms_per_frame;
+    });
+    const SessionCost cost = trials[trials.size() / 2];
+    session_cpu_ms_ = cost.cpu_ms_per_frame;
+    cores_ = usable_cores();
+    fmt::print(stderr,
+               "serve: a session's own work: {:.2f} ms CPU ({:.2f} ms wall) per frame, on {} "
+               "core(s)\n",
+               cost.cpu_ms_per_frame, cost.wall_ms_per_frame, cores_);
+    limit_ =
+        tr::serve::admission_limit(frames_per_s_, fps_, opt_.headroom, session_cpu_ms_, cores_);
     if (opt_.max_sessions > 0) limit_ = std::min(limit_, opt_.max_sessions);
     fmt::print(stderr,
                "serve: {} avatar(s); generator {} measured at {:.1f} frames/s -> {} session(s) at "
@@ -135,7 +170,12 @@ class SessionManagerImpl final : public SessionManager {
   }
   Status control(const std::string& id, const std::string& type) override {
     TR_ASSIGN_OR_RETURN(auto s, find(id));
-    return s->control(type);
+    TR_RETURN_IF_ERROR(s->control(type));
+    // "close": wait (at most a frame period and the encoder's flush) until the session has
+    // sent its last fragment (audio to the end) and its goodbye, so the caller can close
+    // the connection after them.
+    if (type == "close") s->join();
+    return Status::Ok();
   }
   void close(const std::string& id) override {
     std::shared_ptr<LiveSession> s;
@@ -201,6 +241,9 @@ class SessionManagerImpl final : public SessionManager {
     metric("admission_limit", "gauge", "Sessions admitted at full fps.", limit_);
     metric("measured_frames_per_second", "gauge", "Generator throughput measured at start.",
            frames_per_s_);
+    metric("session_cpu_ms_per_frame", "gauge",
+           "A session's own CPU per frame (audio encoder, encoding, paste), measured at start.",
+           session_cpu_ms_);
     metric("frames_sent_total", "counter", "Frames sent to clients.", sent);
     metric("frames_late_total", "counter",
            "Frames sent more than one frame period after their due time.", late);
@@ -283,6 +326,8 @@ class SessionManagerImpl final : public SessionManager {
   std::unique_ptr<AvatarStore> store_;
   int fps_ = 25;
   double frames_per_s_ = 0;
+  double session_cpu_ms_ = 0;  // a session's own CPU per frame (measure_session_cost)
+  int cores_ = 1;
   int limit_ = 0;
 
   mutable std::mutex mu_;

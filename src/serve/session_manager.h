@@ -31,7 +31,12 @@ struct ServeOptions {
   int threads = 0;             // runtime threads; 0: one per core
   std::string precision = "auto";
   double max_audio_ahead_s = 3.0;  // PCM queued beyond real time; more is refused (throttle)
-  double headroom = 0.8;           // admission: the share of measured throughput to promise
+  // Admission: the share of the machine to promise (admission_limit). Measured on 2 cores
+  // (Xeon, AVX-512), demo model, each session ~0.24 of the machine by the model: 3
+  // sessions (0.72) came late by the hundred in 90 s (batches ran 1.4x slower than when
+  // measured alone: the generator's threads and the sessions' threads preempt each other);
+  // 2 sessions (0.48) had none.
+  double headroom = 0.6;
   // Decoded frames of one avatar (BGR, in RAM); a larger avatar is refused when opened.
   int64_t frame_cache_mb = 2048;
   // For avatars without their own models/ (datasets): the generator and audio encoder.

@@ -33,7 +33,7 @@ void WsSession::run(http::request<http::string_body> req) {
     return self && self->enqueue(std::move(m));
   });
   if (!st.ok()) {
-    // Unknown session (kBadInput) or one that has its client already.
+    // Unknown or closed session (kBadInput: 404) or one that has its client already (409).
     finished_ = true;
     refusal_ = std::make_shared<http::response<http::string_body>>(
         st.error().kind == ErrorKind::kBadInput ? http::status::not_found : http::status::conflict,

@@ -524,6 +524,13 @@ TEST(Admission, LimitArithmetic) {
   EXPECT_EQ(admission_limit(NAN, 25, 0.8), 0);
   EXPECT_EQ(admission_limit(INFINITY, 25, 0.8), 0);
   EXPECT_EQ(admission_limit(400, 25, NAN), 0);
+  // The sessions' own CPU (20 ms a frame on 2 cores) takes most of the machine.
+  EXPECT_EQ(admission_limit(400, 25, 0.8, 0, 2), 12);
+  EXPECT_EQ(admission_limit(400, 25, 0.8, 20, 2), 2);  // floor(0.8 / (0.0625 + 0.25))
+  EXPECT_EQ(admission_limit(400, 25, 0.8, 20, 8), 6);  // floor(0.8 / (0.0625 + 0.0625))
+  EXPECT_EQ(admission_limit(400, 25, 0.8, -1, 2), 0);
+  EXPECT_EQ(admission_limit(400, 25, 0.8, NAN, 2), 0);
+  EXPECT_EQ(admission_limit(400, 25, 0.8, 20, 0), 0);
 
   ThroughputProfile prof;
   prof.points = {{1, 10, 10.0, 100.0}, {2, 10, 12.0, 166.0}, {4, 10, 40.0, 100.0 * 2}};
@@ -563,6 +570,7 @@ TEST(Metrics, PrometheusText) {
   s.batch_sizes = {0, 1, 0, 2};
   s.frames_inferred = 7;
   s.infer_ms_sum = 12.5;
+  s.infer_ms_recent = {6.5, 2, 4};
   s.late = 1;
   s.queue_depth = 4;
   const std::string t = to_prometheus(s, "talkrender_serve_");
@@ -575,6 +583,11 @@ TEST(Metrics, PrometheusText) {
   EXPECT_NE(t.find("talkrender_serve_batch_size_bucket{le=\"+Inf\"} 3\n"), std::string::npos);
   EXPECT_NE(t.find("talkrender_serve_batch_size_sum 7\n"), std::string::npos);
   EXPECT_NE(t.find("talkrender_serve_inference_ms_sum 12.5\n"), std::string::npos);
+  EXPECT_NE(t.find("talkrender_serve_inference_ms{quantile=\"0.5\"} 4.000\n"), std::string::npos);
+  EXPECT_NE(t.find("talkrender_serve_inference_ms{quantile=\"0.99\"} 6.500\n"), std::string::npos);
+  // Before any call the quantiles are NaN, not a made-up 0.
+  const std::string empty = to_prometheus(BatcherStats{}, "p_");
+  EXPECT_NE(empty.find("p_inference_ms{quantile=\"0.9\"} NaN\n"), std::string::npos) << empty;
 }
 
 }  // namespace
