@@ -600,6 +600,8 @@ def main():
     ap.add_argument("--skip-slow", action="store_true", help="skip the never-reading client")
     ap.add_argument("--json", help="write the results here")
     ARGS = ap.parse_args()
+    if not os.access(ARGS.talkrender, os.X_OK):
+        skip(f"{ARGS.talkrender} is not built (the sanitizer jobs build only some targets)")
     if ARGS.port == 0:
         with socket.socket() as probe:  # a free loopback port (released for the server)
             probe.bind((HOST, 0))

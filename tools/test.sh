@@ -61,7 +61,7 @@ tsan_job() {
     cmake --build build-tsan -j "$JOBS" --target render_tests serve_batcher_tests &&
     step "TSan tests (pipeline with batch and workers > 1, serve batcher)" &&
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-      ctest --test-dir build-tsan --output-on-failure -j "$JOBS" -L 'render|serve'
+      ctest --test-dir build-tsan --output-on-failure -j "$JOBS" -L 'render|serve' -LE live
 }
 fuzz_job() {
   # A fixed seed explores the same few paths on every run: take it from the commit instead,
