@@ -31,6 +31,24 @@ double process_cpu_ms() {
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return 1e3 * static_cast<double>(ts.tv_sec) + 1e-6 * static_cast<double>(ts.tv_nsec);
 }
+// A session's audio front-end settings (measure_session_cost times the same).
+audio::FeatureOptions front_end_options(const ModelEntry& m) {
+  audio::FeatureOptions fo;
+  fo.batch = kEncoderBatch;  // adds up to (batch - 1) frames of latency (audio.h)
+  fo.repeat_ends = m.family.pad_rows;
+  return fo;
+}
+
+// A session's fMP4 stream settings (measure_session_cost times the same).
+io::Fmp4Options stream_options(const Avatar& a) {
+  io::Fmp4Options fo;
+  fo.width = a.live.width;
+  fo.height = a.live.height;
+  fo.fps_num = a.model->family.fps;
+  fo.threads = 1;  // many sessions share the cores with the generator
+  fo.audio_rate = audio::kSampleRate;
+  return fo;
+}
 }  // namespace
 
 int lookahead_frames(int fps) {
@@ -44,21 +62,14 @@ Result<SessionCost> measure_session_cost(const Avatar& avatar, StreamFormat form
   const render::AvatarFrames& av = *avatar.live.frames;
   if (frames < 1 || av.count() < 1) return BadInput("serve: measure_session_cost: no frames");
   const int fps = m.family.fps, n = audio::kSampleRate / fps, size = m.prep.size;
-  audio::FeatureOptions fo;
-  fo.batch = kEncoderBatch;
-  fo.repeat_ends = m.family.pad_rows;
-  TR_ASSIGN_OR_RETURN(auto fe, audio::StreamingFrontEnd::create(m.encoder, fo));
+  TR_ASSIGN_OR_RETURN(auto fe, audio::StreamingFrontEnd::create(m.encoder, front_end_options(m)));
   std::unique_ptr<io::Fmp4Stream> fmp4;
   if (format == StreamFormat::kFmp4) {
-    io::Fmp4Options o;
-    o.width = avatar.live.width;
-    o.height = avatar.live.height;
-    o.fps_num = fps;
-    o.threads = 1;  // as a session's
-    o.audio_rate = audio::kSampleRate;
     TR_ASSIGN_OR_RETURN(
-        fmp4, io::Fmp4Stream::create(o, [](const uint8_t*, size_t, bool) { return Status::Ok(); }));
+        fmp4, io::Fmp4Stream::create(stream_options(avatar),
+                                     [](const uint8_t*, size_t, bool) { return Status::Ok(); }));
   }
+  const int jpeg_quality = LiveSessionOptions{}.jpeg_quality;  // a session's default
   Tensor input = Tensor::f32({6, size, size});
   std::vector<float> prediction(static_cast<size_t>(3) * size * size, 0.5f);
   std::vector<int16_t> pcm(static_cast<size_t>(n));
@@ -92,7 +103,7 @@ Result<SessionCost> measure_session_cost(const Avatar& avatar, StreamFormat form
     if (fmp4) {
       TR_RETURN_IF_ERROR(fmp4->write_audio(pcm.data(), pcm.size()));
       TR_RETURN_IF_ERROR(fmp4->write_frame(frame));
-    } else if (!cv::imencode(".jpg", frame, jpeg, {cv::IMWRITE_JPEG_QUALITY, 85})) {
+    } else if (!cv::imencode(".jpg", frame, jpeg, {cv::IMWRITE_JPEG_QUALITY, jpeg_quality})) {
       return RuntimeError("JPEG encoding failed");
     }
   }
@@ -117,7 +128,9 @@ struct LiveSession::Utterance {
   std::deque<audio::StreamOutput::Window> windows;  // not yet submitted
   std::map<int64_t, cv::Mat> crops;                 // submitted, by speech frame j
   int64_t arrival_frame = 0;
-  int64_t start = -1;  // output index of speech frame 0 (set when it becomes the head)
+  // Output index of speech frame 0: set when it becomes the head, or earlier, once the
+  // utterance before it has finished (process_events).
+  int64_t start = -1;
   Clock::time_point last_audio;
 
   int64_t pcm_end() const { return pcm_base + static_cast<int64_t>(pcm.size()); }
@@ -165,12 +178,7 @@ Result<std::shared_ptr<LiveSession>> LiveSession::create(std::shared_ptr<const A
   s->info_.height = s->avatar_->live.height;
   LiveSession* self = s.get();
   if (o.format == StreamFormat::kFmp4) {
-    io::Fmp4Options fo;
-    fo.width = s->info_.width;
-    fo.height = s->info_.height;
-    fo.fps_num = s->fps_;
-    fo.threads = 1;  // many sessions share the cores with the generator
-    fo.audio_rate = audio::kSampleRate;
+    const io::Fmp4Options fo = stream_options(*s->avatar_);
     auto sink = [self](const uint8_t* d, size_t n, bool init) -> Status {
       std::string bytes(reinterpret_cast<const char*>(d), n);
       if (init) {
@@ -322,10 +330,7 @@ void LiveSession::process_events() {
     }
     if (!u) {
       auto nu = std::make_unique<Utterance>();
-      audio::FeatureOptions fo;
-      fo.batch = kEncoderBatch;  // adds up to (batch - 1) frames of latency (audio.h)
-      fo.repeat_ends = avatar_->model->family.pad_rows;
-      auto fe = audio::StreamingFrontEnd::create(encoder, fo);
+      auto fe = audio::StreamingFrontEnd::create(encoder, front_end_options(*avatar_->model));
       if (!fe.ok()) {
         fmt::print(stderr, "session {}: {}\n", opt_.id, fe.error().message);
         std::lock_guard<std::mutex> lock(mu_);
