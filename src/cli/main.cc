@@ -66,11 +66,17 @@ int main(int argc, char** argv) {
   // The cpu backend's oneDNN runs on libgomp, which by default spins ~300000 times at each
   // barrier. On a CPU shared with other work (or with other inference threads) the spinning
   // thread starves its partner: a 320 generator frame took 4.0 s instead of 1.1 s at load 20
-  // on the 2-core build host (ORT: 3.1 s). libgomp reads OMP_WAIT_POLICY only when it loads,
-  // so set it and re-exec once, unless the user chose a policy.
-  if (!std::getenv("OMP_WAIT_POLICY")) {
+  // on the 2-core build host (ORT: 3.1 s). Not spinning at all (OMP_WAIT_POLICY=PASSIVE)
+  // puts a futex wake-up between every two of the plan's ~70 primitives: the 160 generator
+  // at batch 1 took 46 ms a frame against 34 spinning (2-core Xeon, AVX-512). A short spin,
+  // 3000 rounds (libgomp reckons 100000 a millisecond), keeps the steps back to back without
+  // the starvation: with 4 busy processes beside it that frame took 126-133 ms, against
+  // 150 passive, 148-151 with 10000 rounds and 265-280 with 30000. libgomp reads these only
+  // when it loads, so set them and re-exec once, unless the user chose a policy.
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT")) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: then go on as we are
+    setenv("GOMP_SPINCOUNT", "3000", 1);  // overrides PASSIVE's 0
+    execv("/proc/self/exe", argv);        // returns only on failure: then go on as we are
   }
 #ifdef __GLIBC__
   // Buffers of 128 KiB and more (weights, frames, tensors) are mapped on their own and go

@@ -238,9 +238,17 @@ Status Compiler::compile_concat(size_t index, const Node& n) {
           [ex, src, dst, src_bytes, dst_stride, offset, batch]() {
             const auto* in = static_cast<const uint8_t*>(ex->stores_[src].mem.get_data_handle());
             auto* out = static_cast<uint8_t*>(ex->stores_[dst].mem.get_data_handle());
+            // In chunks, so that every thread copies at batch 1 too (one thread alone took
+            // 2.8 ms for the 320 generator's last skip, 13 MB).
+            constexpr size_t kChunk = size_t(256) << 10;
+            const int64_t chunks = static_cast<int64_t>((src_bytes + kChunk - 1) / kChunk);
 #pragma omp parallel for schedule(static)
-            for (int64_t b = 0; b < batch; ++b)
-              std::memcpy(out + b * dst_stride + offset, in + b * src_bytes, src_bytes);
+            for (int64_t i = 0; i < batch * chunks; ++i) {
+              const int64_t b = i / chunks;
+              const size_t begin = static_cast<size_t>(i % chunks) * kChunk;
+              std::memcpy(out + b * dst_stride + offset + begin, in + b * src_bytes + begin,
+                          std::min(kChunk, src_bytes - begin));
+            }
             return Status();
           },
           {src, dst}, "talkrender:concat_slice_memcpy");
