@@ -15,7 +15,6 @@ plan. Prints ms/frame, best (min) and median over rounds; nothing is asserted.
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -24,6 +23,9 @@ import tempfile
 
 import onnx
 from onnx import shape_inference
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_vs_ort import ort_run, ours_run  # noqa: E402  (the same two engine runs)
 
 
 def conv_lines(model_path, batch):
@@ -105,18 +107,11 @@ def main():
         for model in args.model:
             name = os.path.basename(model)
             if have_ort:
-                out = subprocess.run([args.ort, model, '--threads', str(args.threads), '--batch',
-                                      args.batches], stdout=subprocess.PIPE, text=True,
-                                     check=True).stdout
-                for row in map(json.loads, filter(None, out.split('\n'))):
-                    times.setdefault((name, 'ort', row['batch']), []).append(row['ms_per_frame'])
-            out = subprocess.run([args.talkrender, 'infer-bench', '--model', model, '--batch',
-                                  args.batches, '--threads', str(args.threads), '--runs', '5',
-                                  '--precision', 'fp32', '--json'],
-                                 stdout=subprocess.PIPE, text=True, check=True).stdout
-            for row in (json.loads(l) for l in out.splitlines() if l.startswith('{')):
-                times.setdefault((name, 'talkrender', row['batch']), []).append(
-                    row['ms_per_frame'])
+                for b, ms in ort_run(args.ort, model, args.batches, args.threads).items():
+                    times.setdefault((name, 'ort', b), []).append(ms)
+            got, _ = ours_run(args.talkrender, model, args.batches, args.threads, 'fp32', 5)
+            for b, ms in got.items():
+                times.setdefault((name, 'talkrender', b), []).append(ms)
             for b in batches:
                 for layout, ms in run_floor(args.floor, conv_lines(model, b),
                                             args.threads).items():

@@ -42,20 +42,39 @@ void fill_random(const memory& m, std::mt19937& rng) {
   for (size_t i = 0; i < n; ++i) p[i] = dist(rng);
 }
 
+// The conv as it is timed. oneDNN's jit kernels refuse padding of a kernel's size or more
+// (the audio encoder's 3x3 stride-2 pad-3 conv): the runtime pads the input itself then, so
+// it is timed that way, on the padded input with no padding (the output is the same size).
+struct Geometry {
+  int height, width, pad, out_height, out_width;
+};
+
+Geometry geometry(const ConvShape& c) {
+  const bool prepad = c.pad >= c.kernel;
+  Geometry g;
+  g.height = prepad ? c.height + 2 * c.pad : c.height;
+  g.width = prepad ? c.width + 2 * c.pad : c.width;
+  g.pad = prepad ? 0 : c.pad;
+  g.out_height = (g.height + 2 * g.pad - c.kernel) / c.stride + 1;
+  g.out_width = (g.width + 2 * g.pad - c.kernel) / c.stride + 1;
+  return g;
+}
+
+double flops(const ConvShape& c) {
+  const Geometry g = geometry(c);
+  return 2.0 * c.batch * c.out_c * g.out_height * g.out_width * (c.in_c / c.group) * c.kernel *
+         c.kernel;
+}
+
 // Best of `runs` executions of one conv in layout `tag`, in ms; -1 when oneDNN has no
 // primitive. `impl` receives oneDNN's implementation name.
 double time_conv(const dnnl::engine& eng, const ConvShape& c, Tag tag, int runs,
                  std::string* impl) {
-  // oneDNN's jit kernels refuse padding of a kernel's size or more (the audio encoder's
-  // 3x3 stride-2 pad-3 conv): the runtime pads the input itself then, so time it that way.
-  const bool prepad = c.pad >= c.kernel;
-  const int h = prepad ? c.height + 2 * c.pad : c.height;
-  const int w = prepad ? c.width + 2 * c.pad : c.width;
-  const int pad = prepad ? 0 : c.pad;
-  const int oh = (h + 2 * pad - c.kernel) / c.stride + 1;
-  const int ow = (w + 2 * pad - c.kernel) / c.stride + 1;
-  const memory::desc src({c.batch, c.in_c, h, w}, memory::data_type::f32, tag);
-  const memory::desc dst({c.batch, c.out_c, oh, ow}, memory::data_type::f32, tag);
+  const Geometry g = geometry(c);
+  const int pad = g.pad;
+  const memory::desc src({c.batch, c.in_c, g.height, g.width}, memory::data_type::f32, tag);
+  const memory::desc dst({c.batch, c.out_c, g.out_height, g.out_width}, memory::data_type::f32,
+                         tag);
   const memory::dims wdims =
       c.group > 1 ? memory::dims{c.group, c.out_c / c.group, c.in_c / c.group, c.kernel, c.kernel}
                   : memory::dims{c.out_c, c.in_c, c.kernel, c.kernel};
@@ -141,15 +160,10 @@ int main(int argc, char** argv) {
       {Tag::nChw16c, "nChw16c"}, {Tag::nChw8c, "nChw8c"}, {Tag::nhwc, "nhwc"}};
   std::vector<double> total(layouts.size(), 0.0);
   std::vector<int> missing(layouts.size(), 0);
-  double flops = 0;
+  double total_flops = 0;
   for (const ConvShape& c : convs) {
-    const bool prepad = c.pad >= c.kernel;
-    const int h = prepad ? c.height + 2 * c.pad : c.height;
-    const int oh = (h + 2 * (prepad ? 0 : c.pad) - c.kernel) / c.stride + 1;
-    const int w = prepad ? c.width + 2 * c.pad : c.width;
-    const int ow = (w + 2 * (prepad ? 0 : c.pad) - c.kernel) / c.stride + 1;
-    const double f = 2.0 * c.batch * c.out_c * oh * ow * (c.in_c / c.group) * c.kernel * c.kernel;
-    flops += f;
+    const double f = flops(c);
+    total_flops += f;
     if (verbose) std::printf("%8.1f MFLOP", f / 1e6);
     for (size_t l = 0; l < layouts.size(); ++l) {
       std::string impl;
@@ -166,10 +180,10 @@ int main(int argc, char** argv) {
   }
   const int batch = convs.front().batch;
   std::printf("%zu convs, %.3f GFLOP per frame, batch %d, %d threads\n", convs.size(),
-              flops / 1e9 / batch, batch, omp_get_max_threads());
+              total_flops / 1e9 / batch, batch, omp_get_max_threads());
   for (size_t l = 0; l < layouts.size(); ++l)
     std::printf("floor %s: %.2f ms per frame (%.1f GFLOP/s)%s\n", layouts[l].second,
-                total[l] / batch, flops / total[l] / 1e6,
+                total[l] / batch, total_flops / total[l] / 1e6,
                 missing[l]
                     ? (" [" + std::to_string(missing[l]) + " layers had no primitive]").c_str()
                     : "");

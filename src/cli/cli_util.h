@@ -31,6 +31,11 @@ void apply_verbose(bool verbose);
 void add_avatar_options(CLI::App& app, std::string* package_dir, std::string* dataset_dir);
 Status check_avatar_options(const std::string& package_dir, const std::string& dataset_dir);
 
+// What `--precision auto` runs on the cpu backend (nn::resolve_precision decides it), for the
+// --precision help of every subcommand that has the option.
+inline constexpr const char* kCpuAutoPrecision =
+    "bf16 where the cpu runs it faster than fp32 (AMX, or AMD's AVX512_BF16), else fp32";
+
 // Matrix outputs of `mel` and `features`, written as their extension says: .npy, or .bin
 // (raw float32 little-endian, row-major) with a .json sidecar {"shape": [...]} beside it
 // (the layout render --features reads). Anything else is refused before any work, as is a

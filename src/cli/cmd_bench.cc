@@ -243,9 +243,10 @@ int cmd_bench(int argc, char** argv) {
   app.add_option(
       "--precision", precision,
       "runtime precision: fp32, bf16 (cpu: needs native bf16, AVX512_BF16 or AMX; exit 2 "
-      "without), fp16 (cuda) or auto (bf16 where the cpu runs it faster than fp32: AMX, or "
-      "AMD's AVX512_BF16; cuda fp16). "
-      "Default: fp32");
+      "without), fp16 (cuda) or auto (cpu: " +
+          std::string(kCpuAutoPrecision) +
+          "; cuda fp16). "
+          "Default: fp32");
   app.add_option("--load-rounds", load_rounds,
                  "rounds of the package-load vs ffmpeg comparison (0 skips it)")
       ->capture_default_str();

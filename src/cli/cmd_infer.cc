@@ -40,8 +40,8 @@ int cmd_infer(int argc, char** argv) {
   app.add_option("--device", device, "cpu or cuda (sets --backend)");
   app.add_option("--precision", precision,
                  "activations: cpu fp32 (default) or bf16 (CPUs with native bf16); cuda fp16 "
-                 "(default), bf16 or fp32; auto: bf16 where the cpu runs it faster than fp32 (AMX, "
-                 "or AMD's AVX512_BF16), else fp32");
+                 "(default), bf16 or fp32; auto: " +
+                     std::string(kCpuAutoPrecision));
   app.add_option("--threads", threads, "runtime threads (0 = one per core)")->capture_default_str();
   bool keep_fixed_batch = false;
   app.add_flag("--keep-fixed-batch", keep_fixed_batch,

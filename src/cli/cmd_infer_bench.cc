@@ -114,8 +114,8 @@ int cmd_infer_bench(int argc, char** argv) {
   app.add_option("--device", device, "cpu or cuda (sets --backend)");
   app.add_option("--precision", precision,
                  "activations: cpu fp32 (default) or bf16 (CPUs with native bf16); cuda fp16 "
-                 "(default), bf16 or fp32; auto: bf16 where the cpu runs it faster than fp32 (AMX, "
-                 "or AMD's AVX512_BF16), else fp32");
+                 "(default), bf16 or fp32; auto: " +
+                     std::string(kCpuAutoPrecision));
   app.add_option("--runs", runs, "timed runs per batch (>= 5); the median is reported")
       ->capture_default_str();
   app.add_flag("--json", json, "one JSON object per batch on stdout");

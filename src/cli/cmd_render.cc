@@ -102,9 +102,10 @@ int cmd_render(int argc, char** argv) {
   app.add_option(
       "--precision", precision,
       "runtime precision: fp32, bf16 (cpu: needs native bf16, AVX512_BF16 or AMX; exit 2 "
-      "without), fp16 (cuda) or auto (bf16 where the cpu runs it faster than fp32: AMX, or "
-      "AMD's AVX512_BF16; cuda fp16). "
-      "Default: fp32 (see README)");
+      "without), fp16 (cuda) or auto (cpu: " +
+          std::string(kCpuAutoPrecision) +
+          "; cuda fp16). "
+          "Default: fp32 (see README)");
   app.add_option("--report-json", report_json, "write the report as JSON to FILE");
   app.add_flag("--json", json, "print the report as JSON on stdout");
   app.add_flag("--no-progress", no_progress, "no progress bar (shown only on a terminal)");
